@@ -1,0 +1,51 @@
+"""The backbone protocol: the only place that knows a model family's token ids and layout.
+
+Everything else (sampler, estimators, hierarchy, trainer) sees prompt ids, image tokens as codebook
+indices in ``[0, V)``, and these few methods.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from PIL import Image
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A model family's sequence layout for text-to-image.
+
+    Model input: ``prompt_ids (B, P) + image (B, N) + suffix``, left padded; the image block is
+    ``[P, P + N)``. ``image_token_ids`` map codebook indices to vocabulary ids and back.
+    """
+
+    name: str
+    mask_token_id: int  # id of [MASK]
+    num_image_tokens: int  # N
+    codebook_size: int  # V
+    max_prompt_length: int  # prompt tokens (layout included) beyond which prompts are truncated
+    pad_token_id: int
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Prompt texts -> prompt id lists with the layout tokens before the image (``... <soi>``)."""
+
+    def unconditional_prompt(self) -> list[int]:
+        """Prompt ids of the unconditional branch of classifier-free guidance."""
+
+    def build_inputs(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, image_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P) prompt ids/mask + (B, N) image *vocabulary* ids -> model input ids, attention mask."""
+
+    def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        """(B, L, vocab) model logits -> (B, N, V) logits over the codebook at the image block."""
+
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """(..., N) codebook indices -> vocabulary ids."""
+
+    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., N) vocabulary ids -> codebook indices."""
+
+    def decode_images(self, codes: torch.Tensor) -> list[Image.Image]:
+        """(B, N) codebook indices -> PIL images."""
