@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,9 @@ class HTGRPOTrainer(GRPOTrainer):
         self._active: tuple[torch.Tensor, torch.Tensor] | None = None  # (contexts, token_context) during a loss pass
         self._rollouts = 0
         self._last_samples: list = []
+        #: cumulative model passes of this process, in sequences (rows) and tokens, by phase
+        self.pass_counts: Counter = Counter()
+        self._logps_calls = 0  # log-prob calls since the last rollout (old first when TRL needs it, then ref)
 
         # TRL would rebuild a full-model reference from config._name_or_path (a hub id or nothing for a
         # model built from a config); we copy the policy instead, and prepare it as TRL does.
@@ -183,6 +187,10 @@ class HTGRPOTrainer(GRPOTrainer):
                     reveal_noise=args.reveal_noise, schedule=args.mask_schedule, generator=gen,
                 ))
         traj = Trajectory(*(torch.cat([getattr(t, f) for t in trajs]) for f in Trajectory.__dataclass_fields__))
+        B = len(prompt_ids)
+        rows = args.diffusion_steps * B * (2 if args.guidance_scale != 0.0 else 1)
+        self._count("rollout", rows, rows * (len(prompt_ids[0]) + self.backbone.num_image_tokens + 1))
+        self._logps_calls = 0
         structure = partition(traj.reveal_step, traj.confidence, traj.masked_entropy, args.partition,
                               args.structure_fraction, args.entropy_threshold)  # (B, N)
         plan = self.estimator.plan(traj.codes, structure, sample_seeds(traj.codes, args.seed), self.num_iterations)
@@ -215,6 +223,7 @@ class HTGRPOTrainer(GRPOTrainer):
         out["ht_contexts"] = plan.contexts  # (B, C, N)
         out["ht_token_context"] = plan.token_context  # (B, K, N)
         out["ht_weights"] = pending["weights"]  # (B, N)
+        out["ht_structure"] = pending["structure"]  # (B, N) bool
         out["ht_items"] = total[None].expand(B, K).contiguous()  # (B, K), same row everywhere
         mode = "train" if self.model.training else "eval"
         m = self._metrics[mode]
@@ -252,7 +261,10 @@ class HTGRPOTrainer(GRPOTrainer):
         B = input_ids.shape[0]
         batch_size = batch_size or B
         if self._active is None:  # old / reference log-probs of the rollout batch: every context, (B, C*N)
+            phase = ("old", "ref")[self._logps_calls] if self._old_logps_needed() else "ref"
+            self._logps_calls += 1
             contexts = self._pending["plan"].contexts
+            self._count(phase, B * contexts.shape[1], B * contexts.shape[1] * input_ids.shape[1])
             if contexts.shape[0] != B:
                 raise RuntimeError(f"plan rows {contexts.shape[0]} != batch rows {B}")
             outs = [self._context_logps(model, prompt_ids, prompt_mask, targets, contexts[:, c], batch_size)
@@ -265,6 +277,7 @@ class HTGRPOTrainer(GRPOTrainer):
             if c < 0:
                 continue
             rows = (token_context == c).any(-1).nonzero().squeeze(-1)  # only rows that read context c
+            self._count("policy", rows.numel(), rows.numel() * input_ids.shape[1])
             lp, en = self._context_logps(model, prompt_ids[rows], prompt_mask[rows], targets[rows],
                                          contexts[rows, c], batch_size)
             use = token_context[rows] == c
@@ -272,6 +285,17 @@ class HTGRPOTrainer(GRPOTrainer):
             ents[rows] = torch.where(use, en, ents[rows])
         self._last_policy_logps = logps.detach()
         return logps, (ents if compute_entropy else None), None
+
+    def _old_logps_needed(self) -> bool:
+        """TRL computes old log-probs only when generation and optimizer steps are misaligned."""
+        return self.args.gradient_accumulation_steps % (self.args.steps_per_generation * self.num_iterations) != 0
+
+    def _count(self, phase: str, rows: int, tokens: int) -> None:
+        """Count model passes: ``rows`` sequences of ``tokens`` tokens in total (policy passes also backward)."""
+        self.pass_counts[f"{phase}_forwards"] += rows
+        self.pass_counts[f"{phase}_tokens"] += tokens
+        if phase == "policy" and torch.is_grad_enabled():
+            self.pass_counts["policy_backwards"] += rows
 
     # ------------------------------------------------------------------ loss
     def _inner_iteration(self) -> int:
@@ -303,6 +327,8 @@ class HTGRPOTrainer(GRPOTrainer):
             log_ratio = (self._last_policy_logps - old)[mask] if old is not None else torch.zeros(1)
             approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()  # k3 estimate of KL(old || new)
             self._metrics[mode]["ht/approx_kl"].append(self.accelerator.gather(approx_kl[None]).nanmean().item())
+            max_lr = log_ratio.abs().max() if log_ratio.numel() else torch.zeros(())
+            self._metrics[mode]["ht/max_abs_log_ratio"].append(self.accelerator.gather(max_lr[None]).max().item())
             self._metrics[mode]["ht/stage"].append(float(_STAGE_ID[stage_schedule(self.args.stage_iterations)[k]]))
             self._metrics[mode]["ht/loss_token_fraction"].append(mask.float().mean().item())
         return loss
@@ -315,6 +341,9 @@ class HTGRPOTrainer(GRPOTrainer):
             self._img_step = step
             if self.is_world_process_zero():
                 log_image_grid(self, self._last_samples[: self.args.log_images_count], step)
+        if self.model.training and self._rollouts:
+            for key, value in sorted(self.pass_counts.items()):  # model passes per rollout batch, this process
+                logs[f"passes/{key}_per_rollout"] = value / self._rollouts
         super().log(logs, start_time)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):

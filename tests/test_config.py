@@ -1,0 +1,50 @@
+"""HTGRPOConfig: defaults, validation messages, CLI flags."""
+
+import pytest
+from trl import TrlParser
+
+from trl_htgrpo import HTGRPOConfig
+from trl_htgrpo.config import default_stage_iterations
+
+
+def test_defaults_differ_from_grpo_where_documented(tmp_path):
+    c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none")
+    assert (c.num_iterations, c.stage_iterations, c.disable_dropout) == (3, [1, 1, 1], True)
+    assert c.bf16 is False  # no CUDA here: TRL's default True would fail on CPU
+    assert c.mask_truncated_completions is False
+
+
+@pytest.mark.parametrize("k,expected", [(1, [1, 0, 0]), (2, [1, 1, 0]), (3, [1, 1, 1]), (4, [2, 1, 1]), (6, [2, 2, 2])])
+def test_default_stage_split(k, expected):
+    assert default_stage_iterations(k) == expected
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(num_iterations=4, stage_iterations=[1, 1, 1]), r"sums to 3 but num_iterations=4.*\[2, 1, 1\]"),
+        (dict(token_sample_ratio=0.0), r"token_sample_ratio=0.0 must lie in \(0, 1\]"),
+        (dict(token_sample_ratio=1.5), r"token_sample_ratio=1.5"),
+        (dict(structure_fraction=1.0), r"structure_fraction=1.0 must lie in \(0, 1\)"),
+        (dict(entropy_threshold=0.0), r"entropy_threshold=0.0"),
+        (dict(estimator="magic"), r"estimator='magic' is unknown; valid estimators: \['ht'"),
+        (dict(partition="layout"), r"partition='layout' is unknown; choose one of \['entropy', 'step'\]"),
+        (dict(credit="layered"), r"credit='layered' is unknown"),
+        (dict(refine_context="blank"), r"refine_context='blank' is unknown"),
+        (dict(mask_truncated_completions=True), r"mask_truncated_completions=True would mask every image"),
+        (dict(stage_iterations=[3, -1, 1]), r"three non-negative ints"),
+    ],
+)
+def test_bad_combinations_name_the_field_and_the_fix(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", **kw)
+
+
+def test_every_field_is_a_cli_flag(tmp_path):
+    (c,) = TrlParser((HTGRPOConfig,)).parse_args_and_config(
+        ["--output_dir", str(tmp_path), "--num_iterations", "4", "--stage_iterations", "2", "1", "1",
+         "--partition", "step", "--credit", "continuous", "--credit_signal", "entropy", "--token_sample_ratio", "0.25",
+         "--refine_context", "masked", "--diffusion_steps", "8", "--guidance_scale", "2.0", "--report_to", "none"]
+    )
+    assert (c.stage_iterations, c.partition, c.credit, c.credit_signal) == ([2, 1, 1], "step", "continuous", "entropy")
+    assert (c.token_sample_ratio, c.refine_context, c.diffusion_steps, c.guidance_scale) == (0.25, "masked", 8, 2.0)

@@ -1,0 +1,236 @@
+"""HTGRPOTrainer end to end on a tiny shapes model: ratios, masks, rewards, PEFT, checkpoints, hub."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import fast_args, make_tiny_model
+from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+from trl_htgrpo import GenEvalReward, HTGRPOTrainer
+from trl_htgrpo.diffusion.estimators import sample_seeds
+
+
+def redness(completions, **kwargs):
+    """Mean red channel of each image, in [0, 1]."""
+    return [float(np.asarray(img)[..., 0].mean() / 255.0) for img in completions]
+
+
+def _history(trainer, key):
+    return [h[key] for h in trainer.state.log_history if key in h]
+
+
+def test_first_inner_iteration_has_ratio_one_and_stages_follow_the_schedule(tiny_model_dir, train_dataset, tmp_path):
+    # K = 3 inner iterations, one optimizer step each (GA = spg = 1): steps 1-3 reuse one rollout batch.
+    args = fast_args(tmp_path, max_steps=3, learning_rate=5e-2, beta=0.0)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    dev = _history(trainer, "ht/max_abs_log_ratio")
+    assert dev[0] == 0.0  # before any update: old == current, ratio exactly 1
+    assert dev[1] > 1e-4  # after one update the ratio moved
+    assert _history(trainer, "ht/stage") == [0.0, 1.0, 2.0]  # global, structure, refinement
+    assert _history(trainer, "ht/contexts")[0] == 2.0  # fully masked + sketch
+
+
+def test_kl_is_zero_before_the_first_update_with_full_model_reference(tmp_path, train_dataset):
+    model, tok = make_tiny_model(seed=1)  # built from a config: nothing to reload from a hub
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    args = fast_args(tmp_path, max_steps=2, beta=0.1, learning_rate=5e-2)
+    trainer = HTGRPOTrainer(model, reward_funcs=redness, args=args, train_dataset=train_dataset, processing_class=tok)
+    assert trainer.ref_model is not None and trainer.beta == 0.1
+    trainer.train()
+    kl = _history(trainer, "kl")
+    assert kl[0] == 0.0 and kl[1] > 0.0  # reference == policy before the first update, then they part
+    for k, v in trainer.ref_model.state_dict().items():
+        assert torch.equal(v, init[k]), f"reference weight {k} moved"
+    assert any(not torch.equal(v, init[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_plan_survives_trl_shuffle_and_split(tiny_model_dir, train_dataset, tmp_path):
+    args = fast_args(tmp_path)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    rows = [dict(train_dataset[i // 4]) for i in range(8)]  # 2 prompts x 4 generations
+    batch = trainer._generate_and_score_completions(rows)
+    assert batch["ht_token_context"].shape == (8, 3, 144) and batch["old_per_token_logps"].shape == (8, 2 * 144)
+    torch.manual_seed(3)
+    for part in split_tensor_dict(shuffle_sequence_dict(batch), 2):
+        codes = trainer.backbone.ids_to_codes(part["completion_ids"])
+        plan = trainer.estimator.plan(codes, part["ht_structure"], sample_seeds(codes, args.seed), 3)
+        assert torch.equal(plan.token_context, part["ht_token_context"])  # each row keeps its own masks
+        assert torch.equal(plan.contexts, part["ht_contexts"])
+    torch.testing.assert_close(batch["ht_weights"].mean(-1), torch.ones(8), rtol=0, atol=1e-5)
+
+
+def test_quickstart_style_script_trains(tiny_model_dir, tmp_path):
+    # TRL's GRPO quickstart with the two names swapped and a reward over PIL images
+    from datasets import load_dataset
+
+    from trl_htgrpo import HTGRPOConfig, HTGRPOTrainer
+    from trl_htgrpo.toy import prompts_path
+
+    dataset = load_dataset("json", data_files=prompts_path("train"), split="train").select(range(16))
+    training_args = HTGRPOConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8,
+                                 num_generations=4, diffusion_steps=4, report_to="none", save_strategy="no",
+                                 gradient_checkpointing=False, logging_steps=1)
+    trainer = HTGRPOTrainer(model=tiny_model_dir, reward_funcs=redness, args=training_args, train_dataset=dataset)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert all(0.0 <= r <= 1.0 for r in _history(trainer, "rewards/redness/mean"))
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_geneval_reward_logs_per_tag(tiny_model_dir, train_dataset, tmp_path):
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=GenEvalReward(), args=fast_args(tmp_path, max_steps=1),
+                            train_dataset=train_dataset)
+    trainer.train()
+    keys = set().union(*trainer.state.log_history)
+    assert any(k.startswith("rewards/geneval/") and k.split("/")[-1] in {"single_object", "two_object"} for k in keys)
+
+
+def test_reward_with_wrong_count_or_exception_names_the_function(tiny_model_dir, train_dataset, tmp_path):
+    def short_reward(completions, **kw):
+        return [1.0] * (len(completions) - 1)
+
+    def broken_reward(completions, **kw):
+        raise KeyError("tag")
+
+    for func, pattern in ((short_reward, "short_reward' returned 7 rewards"), (broken_reward, "'broken_reward' raised KeyError")):
+        trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=func, args=fast_args(tmp_path, max_steps=1),
+                                train_dataset=train_dataset)
+        with pytest.raises((ValueError, RuntimeError), match=pattern):
+            trainer.train()
+
+
+def test_none_and_nan_rewards_are_handled_as_trl_does(tiny_model_dir, train_dataset, tmp_path):
+    def partial(completions, **kw):
+        return [None if i % 4 == 0 else (math.nan if i % 4 == 1 else float(i % 2)) for i in range(len(completions))]
+
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=partial, args=fast_args(tmp_path, max_steps=1),
+                            train_dataset=train_dataset)
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+def test_unknown_backbone_lists_supported_ones(tmp_path, train_dataset):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from trl_htgrpo.toy.tokenizer import build_tokenizer
+
+    model = BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=16))
+    with pytest.raises(ValueError, match=r"model_type='bert'.*supported model types: \['shapes_mdm'\]"):
+        HTGRPOTrainer(model, reward_funcs=redness, args=fast_args(tmp_path), train_dataset=train_dataset,
+                      processing_class=build_tokenizer())
+
+
+def test_dataset_without_prompt_or_with_image_column_fails_before_compute(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match="needs a 'prompt' column"):
+        HTGRPOTrainer(tiny_model_dir, redness, args=fast_args(tmp_path), train_dataset=Dataset.from_dict({"text": ["a"]}))
+    with pytest.raises(ValueError, match="named 'image"):
+        HTGRPOTrainer(tiny_model_dir, redness, args=fast_args(tmp_path),
+                      train_dataset=Dataset.from_dict({"prompt": ["a"], "image": ["x"]}))
+
+
+def test_lora_with_beta_uses_the_disabled_adapter_as_reference(tiny_model_dir, train_dataset, tmp_path):
+    from peft import LoraConfig
+
+    args = fast_args(tmp_path, max_steps=2, beta=0.1, learning_rate=5e-2)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset,
+                            peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "proj"]))
+    assert trainer.ref_model is None
+    base = {k: v.clone() for k, v in trainer.model.state_dict().items() if "lora" not in k}
+    lora = {k: v.clone() for k, v in trainer.model.state_dict().items() if "lora_B" in k}
+    trainer.train()
+    kl = _history(trainer, "kl")
+    assert kl[0] == 0.0 and kl[1] > 0.0
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in base.items())  # base frozen
+    assert any(not torch.equal(state[k], v) for k, v in lora.items())  # adapter trained
+
+
+def test_gradient_checkpointing_trains(tiny_model_dir, train_dataset, tmp_path):
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, train_dataset=train_dataset,
+                            args=fast_args(tmp_path, max_steps=1, gradient_checkpointing=True))
+    trainer.train()
+    assert trainer.model.is_gradient_checkpointing and trainer.state.global_step == 1
+
+
+def test_save_model_reloads_exact_logits_and_resume_continues(tiny_model_dir, train_dataset, tmp_path):
+    from transformers import AutoModel
+
+    args = fast_args(tmp_path / "run", max_steps=2, save_strategy="steps", save_steps=1)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    reloaded = AutoModel.from_pretrained(str(tmp_path / "final")).eval()
+    ids = torch.randint(0, 40, (2, 160))
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=ids).logits, trainer.model.eval()(input_ids=ids).logits)
+    assert os.path.exists(tmp_path / "run" / "checkpoint-2" / "model.safetensors")
+
+    args = fast_args(tmp_path / "run", max_steps=3, save_strategy="steps", save_steps=1)
+    resumed = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    assert resumed.state.global_step == 3 and os.path.exists(tmp_path / "run" / "checkpoint-3")
+
+
+def test_failing_reward_keeps_earlier_checkpoints(tiny_model_dir, train_dataset, tmp_path):
+    calls = {"n": 0}
+
+    def flaky(completions, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("reward server down")
+        return [0.5] * len(completions)
+
+    # K = 1: a rollout per step; steps 1 and 2 are saved, the third rollout's reward fails
+    args = fast_args(tmp_path, max_steps=5, num_iterations=1, save_strategy="steps", save_steps=1)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=flaky, args=args, train_dataset=train_dataset)
+    with pytest.raises(RuntimeError, match="'flaky' raised RuntimeError: reward server down"):
+        trainer.train()
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith("checkpoint")) == ["checkpoint-1", "checkpoint-2"]
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(str(tmp_path / "checkpoint-2"))  # loadable
+
+
+def test_push_to_hub_uploads_model_tokenizer_and_card(tiny_model_dir, train_dataset, tmp_path, monkeypatch):
+    import transformers.trainer as hf_trainer
+
+    uploads = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            uploads.append((repo_id, sorted(os.listdir(folder_path)), open(os.path.join(folder_path, "README.md")).read()))
+
+    monkeypatch.setattr(hf_trainer, "hf_api", lambda *a, **k: FakeApi())
+    args = fast_args(tmp_path, max_steps=1, hub_model_id="me/shapes-htgrpo")
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    trainer.push_to_hub()
+    (repo, files, card), = uploads
+    assert repo == "me/shapes-htgrpo"
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(files)
+    assert "HT-GRPO" in card and "2605.16842" in card and "| `stage_iterations` | `[1, 1, 1]` |" in card
+
+
+def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
+    # beta > 0 and K = 3 misaligned with GA: old and reference log-probs, two contexts each
+    args = fast_args(tmp_path, max_steps=3, beta=0.1)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    c = trainer.pass_counts
+    B = 8
+    assert c["old_forwards"] == 2 * B and c["ref_forwards"] == 2 * B  # one rollout batch, 2 contexts each
+    assert c["rollout_forwards"] == 4 * 2 * B  # T = 4 steps, conditional + unconditional rows
+    assert c["policy_forwards"] == c["policy_backwards"] == 3 * B  # one context per inner iteration
