@@ -27,7 +27,7 @@ def test_default_stage_split(k, expected):
         (dict(token_sample_ratio=1.5), r"token_sample_ratio=1.5"),
         (dict(structure_fraction=1.0), r"structure_fraction=1.0 must lie in \(0, 1\)"),
         (dict(entropy_threshold=0.0), r"entropy_threshold=0.0"),
-        (dict(estimator="magic"), r"estimator='magic' is unknown; valid estimators: \['ht'"),
+        (dict(estimator="magic"), r"estimator='magic' is unknown; valid estimators: \['d1', 'ht', 'maskgrpo', 'trace', 'unigrpo'\]"),
         (dict(partition="layout"), r"partition='layout' is unknown; choose one of \['entropy', 'step'\]"),
         (dict(credit="layered"), r"credit='layered' is unknown"),
         (dict(refine_context="blank"), r"refine_context='blank' is unknown"),
@@ -48,3 +48,13 @@ def test_every_field_is_a_cli_flag(tmp_path):
     )
     assert (c.stage_iterations, c.partition, c.credit, c.credit_signal) == ([2, 1, 1], "step", "continuous", "entropy")
     assert (c.token_sample_ratio, c.refine_context, c.diffusion_steps, c.guidance_scale) == (0.25, "masked", 8, 2.0)
+
+
+def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
+    c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo")
+    assert c.credit == "uniform"
+    assert HTGRPOConfig(output_dir=str(tmp_path), report_to="none").credit == "two_level"
+    with pytest.raises(ValueError, match=r"trace_block_size=4 belongs to estimator='trace' but estimator='maskgrpo'"):
+        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", trace_block_size=4)
+    with pytest.raises(ValueError, match=r"refine_context='masked' belongs to estimator='ht'"):
+        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="d1", refine_context="masked")

@@ -234,3 +234,20 @@ def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
     assert c["old_forwards"] == 2 * B and c["ref_forwards"] == 2 * B  # one rollout batch, 2 contexts each
     assert c["rollout_forwards"] == 4 * 2 * B  # T = 4 steps, conditional + unconditional rows
     assert c["policy_forwards"] == c["policy_backwards"] == 3 * B  # one context per inner iteration
+
+
+@pytest.mark.parametrize(
+    "estimator,contexts,policy_per_iter",
+    [("ht", 2, 1), ("maskgrpo", 3, 1), ("unigrpo", 3, 1), ("d1", 3, 1), ("trace", 2, 2)],
+)
+def test_every_estimator_trains_and_counts_its_passes(estimator, contexts, policy_per_iter, tiny_model_dir,
+                                                      train_dataset, tmp_path):
+    # K = 3, beta > 0, T = 4: trace has ceil(4 / 2) = 2 blocks, all scored in each iteration
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    c, B = trainer.pass_counts, 8
+    assert c["old_forwards"] == c["ref_forwards"] == contexts * B
+    assert c["policy_backwards"] == 3 * policy_per_iter * B
+    assert _history(trainer, "ht/max_abs_log_ratio")[0] == 0.0  # every estimator: ratio 1 before an update
+    assert _history(trainer, "kl")[0] == 0.0

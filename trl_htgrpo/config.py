@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Literal
 
 from trl import GRPOConfig
@@ -98,9 +98,10 @@ class HTGRPOConfig(GRPOConfig):
     entropy_threshold: float = field(
         default=0.5, metadata={"help": "Relative entropy level that ends the structure phase with partition='entropy'. In (0, 1)."}
     )
-    credit: Literal["uniform", "two_level", "continuous"] = field(
-        default="two_level",
-        metadata={"help": "Hierarchical credit assignment: per-token advantage A_g * w_i with w of mean 1 per image."},
+    credit: Literal["uniform", "two_level", "continuous"] | None = field(
+        default=None,
+        metadata={"help": "Hierarchical credit assignment: per-token advantage A_g * w_i with w of mean 1 per image. "
+                  "None: 'two_level' for estimator='ht', 'uniform' for the baselines."},
     )
     structure_weight: float = field(
         default=2.0, metadata={"help": "w on structure tokens (before rescaling to mean 1) with credit='two_level'. >= 1 favours layout."}
@@ -119,6 +120,21 @@ class HTGRPOConfig(GRPOConfig):
         metadata={"help": "Context of the refinement stage: 'sketch' (structure revealed: paint given the sketch) or 'masked'."},
     )
 
+    # ---- baselines (each knob belongs to one estimator; giving it with another is an error)
+    unigrpo_mask_range: list[float] = field(
+        default_factory=lambda: [0.1, 0.9],
+        metadata={"help": "UniGRPO: per image and iteration t ~ U[lo, hi], each image token masked with probability t.", "nargs": 2},
+    )
+    d1_prompt_mask_prob: float = field(
+        default=0.15, metadata={"help": "d1: probability of masking each prompt token (image fully masked)."}
+    )
+    maskgrpo_min_mask_rate: float = field(
+        default=0.7, metadata={"help": "MaskGRPO: r_min of the remask ratio r_k = min(r_min + (1 - r_min)(k+1)/K, 0.999); 0.6 to 0.8."}
+    )
+    trace_block_size: int = field(
+        default=2, metadata={"help": "TraceRL: sampler steps per block; each block is scored given every earlier block."}
+    )
+
     # ---- logging
     log_images_steps: int = field(
         default=50, metadata={"help": "Log a grid of rollout images with their prompts every N steps to report_to trackers (0: never)."}
@@ -133,6 +149,19 @@ class HTGRPOConfig(GRPOConfig):
         errors = []
         if self.estimator not in ESTIMATORS:
             errors.append(f"estimator={self.estimator!r} is unknown; valid estimators: {sorted(ESTIMATORS)}")
+        if self.credit is None:
+            self.credit = "two_level" if self.estimator == "ht" else "uniform"
+        if self.estimator in ESTIMATORS:
+            from dataclasses import fields as dc_fields
+
+            defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in dc_fields(self)}
+            for name, est in ESTIMATORS.items():
+                if name == self.estimator:
+                    continue
+                for knob in est.knobs:
+                    if getattr(self, knob) != defaults[knob]:
+                        errors.append(f"{knob}={getattr(self, knob)!r} belongs to estimator='{name}' but estimator="
+                                      f"'{self.estimator}'; remove it or set estimator='{name}'")
         if self.stage_iterations is None:
             self.stage_iterations = default_stage_iterations(self.num_iterations)
         self.stage_iterations = [int(x) for x in self.stage_iterations]
@@ -143,6 +172,15 @@ class HTGRPOConfig(GRPOConfig):
                 f"stage_iterations={self.stage_iterations} sums to {sum(self.stage_iterations)} but num_iterations="
                 f"{self.num_iterations}; make them agree, e.g. stage_iterations={default_stage_iterations(self.num_iterations)}"
             )
+        lo, hi = self.unigrpo_mask_range
+        if not 0 < lo <= hi <= 1:
+            errors.append(f"unigrpo_mask_range={self.unigrpo_mask_range} must satisfy 0 < lo <= hi <= 1")
+        if not 0 <= self.d1_prompt_mask_prob < 1:
+            errors.append(f"d1_prompt_mask_prob={self.d1_prompt_mask_prob} must lie in [0, 1)")
+        if not 0 < self.maskgrpo_min_mask_rate < 1:
+            errors.append(f"maskgrpo_min_mask_rate={self.maskgrpo_min_mask_rate} must lie in (0, 1)")
+        if self.trace_block_size < 1:
+            errors.append(f"trace_block_size={self.trace_block_size} must be >= 1")
         for name, lo_open, hi_closed in (("token_sample_ratio", 0, 1), ("structure_fraction", 0, 1), ("entropy_threshold", 0, 1)):
             v = getattr(self, name)
             ok = lo_open < v <= hi_closed if name == "token_sample_ratio" else lo_open < v < hi_closed

@@ -37,7 +37,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from .backbones import backbone_for
 from .config import HTGRPOConfig
-from .diffusion.estimators import get_estimator, sample_seeds
+from .diffusion.estimators import get_estimator, prompt_mask as draw_prompt_mask, sample_seeds
 from .diffusion.sampler import Trajectory, sample_images
 from .hierarchy import credit_weights, partition, stage_schedule
 from .logging_utils import log_image_grid
@@ -123,7 +123,7 @@ class HTGRPOTrainer(GRPOTrainer):
         self.backbone = backbone or backbone_for(model, processing_class)
         self.estimator = get_estimator(args.estimator)(args)
         self._pending: dict[str, Any] | None = None  # plan of the rollout batch being scored
-        self._active: tuple[torch.Tensor, torch.Tensor] | None = None  # (contexts, token_context) during a loss pass
+        self._active: dict[str, Any] | None = None  # contexts, token_context, seeds during a loss pass
         self._rollouts = 0
         self._last_samples: list = []
         #: cumulative model passes of this process, in sequences (rows) and tokens, by phase
@@ -193,10 +193,11 @@ class HTGRPOTrainer(GRPOTrainer):
         self._logps_calls = 0
         structure = partition(traj.reveal_step, traj.confidence, traj.masked_entropy, args.partition,
                               args.structure_fraction, args.entropy_threshold)  # (B, N)
-        plan = self.estimator.plan(traj.codes, structure, sample_seeds(traj.codes, args.seed), self.num_iterations)
+        seeds = sample_seeds(traj.codes, args.seed)
+        plan = self.estimator.plan(traj.codes, structure, seeds, self.num_iterations, traj.reveal_step)
         weights = credit_weights(structure, traj.reveal_step, traj.entropy, traj.steps, args.credit,
                                  args.structure_weight, args.credit_strength, args.credit_signal)  # (B, N)
-        self._pending = {"traj": traj, "structure": structure, "plan": plan, "weights": weights}
+        self._pending = {"traj": traj, "structure": structure, "plan": plan, "weights": weights, "seeds": seeds}
         return self.backbone.codes_to_ids(traj.codes).tolist(), None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -224,6 +225,8 @@ class HTGRPOTrainer(GRPOTrainer):
         out["ht_token_context"] = plan.token_context  # (B, K, N)
         out["ht_weights"] = pending["weights"]  # (B, N)
         out["ht_structure"] = pending["structure"]  # (B, N) bool
+        out["ht_seeds"] = torch.tensor(pending["seeds"], dtype=torch.long, device=out["ht_weights"].device)  # (B,)
+        out["ht_prompt_mask_prob"] = torch.full((B,), plan.prompt_mask_prob, device=out["ht_weights"].device)  # (B,)
         out["ht_items"] = total[None].expand(B, K).contiguous()  # (B, K), same row everywhere
         mode = "train" if self.model.training else "eval"
         m = self._metrics[mode]
@@ -235,9 +238,13 @@ class HTGRPOTrainer(GRPOTrainer):
         return out
 
     # ------------------------------------------------------------------ log-probs
-    def _context_logps(self, model, prompt_ids, prompt_mask, targets, masked, batch_size):
+    def _context_logps(self, model, prompt_ids, prompt_mask, targets, masked, batch_size, context=0, seeds=None,
+                       prompt_mask_prob=0.0):
         """log p(x_i | prompt, context) and entropy at masked positions (0 elsewhere). All (B, N)."""
         bb, N = self.backbone, targets.shape[1]
+        if prompt_mask_prob > 0:  # d1: mask prompt tokens, seeded per image and context
+            drop = draw_prompt_mask(prompt_mask, prompt_mask_prob, seeds, context)
+            prompt_ids = torch.where(drop, bb.mask_token_id, prompt_ids)
         logps, ents = [], []
         for i in range(0, targets.shape[0], batch_size):
             sl = slice(i, i + batch_size)
@@ -263,14 +270,16 @@ class HTGRPOTrainer(GRPOTrainer):
         if self._active is None:  # old / reference log-probs of the rollout batch: every context, (B, C*N)
             phase = ("old", "ref")[self._logps_calls] if self._old_logps_needed() else "ref"
             self._logps_calls += 1
-            contexts = self._pending["plan"].contexts
+            plan, seeds = self._pending["plan"], self._pending["seeds"]
+            contexts = plan.contexts
             self._count(phase, B * contexts.shape[1], B * contexts.shape[1] * input_ids.shape[1])
             if contexts.shape[0] != B:
                 raise RuntimeError(f"plan rows {contexts.shape[0]} != batch rows {B}")
-            outs = [self._context_logps(model, prompt_ids, prompt_mask, targets, contexts[:, c], batch_size)
-                    for c in range(contexts.shape[1])]
+            outs = [self._context_logps(model, prompt_ids, prompt_mask, targets, contexts[:, c], batch_size, c, seeds,
+                                        plan.prompt_mask_prob) for c in range(contexts.shape[1])]
             return torch.cat([o[0] for o in outs], 1), torch.cat([o[1] for o in outs], 1), None
-        contexts, token_context = self._active  # (B, C, N), (B, N)
+        contexts, token_context = self._active["contexts"], self._active["token_context"]  # (B, C, N), (B, N)
+        seeds, prob = self._active["seeds"], self._active["prompt_mask_prob"]
         logps = torch.zeros(B, N, device=input_ids.device)
         ents = torch.zeros(B, N, device=input_ids.device)
         for c in token_context.unique().tolist():
@@ -279,7 +288,7 @@ class HTGRPOTrainer(GRPOTrainer):
             rows = (token_context == c).any(-1).nonzero().squeeze(-1)  # only rows that read context c
             self._count("policy", rows.numel(), rows.numel() * input_ids.shape[1])
             lp, en = self._context_logps(model, prompt_ids[rows], prompt_mask[rows], targets[rows],
-                                         contexts[rows, c], batch_size)
+                                         contexts[rows, c], batch_size, c, [seeds[r] for r in rows.tolist()], prob)
             use = token_context[rows] == c
             logps[rows] = torch.where(use, lp, logps[rows])
             ents[rows] = torch.where(use, en, ents[rows])
@@ -315,7 +324,8 @@ class HTGRPOTrainer(GRPOTrainer):
         stage_inputs["completion_mask"] = (token_context >= 0).long()  # (B, N) loss tokens of iteration k
         stage_inputs["advantages"] = inputs["advantages"][:, None] * inputs["ht_weights"]  # (B, N)
         stage_inputs["num_items_in_batch"] = inputs["ht_items"][0, k]
-        self._active = (contexts, token_context)
+        self._active = {"contexts": contexts, "token_context": token_context, "seeds": inputs["ht_seeds"].tolist(),
+                        "prompt_mask_prob": float(inputs["ht_prompt_mask_prob"][0])}
         try:
             loss = super()._compute_loss(model, stage_inputs)
         finally:
@@ -329,7 +339,8 @@ class HTGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["ht/approx_kl"].append(self.accelerator.gather(approx_kl[None]).nanmean().item())
             max_lr = log_ratio.abs().max() if log_ratio.numel() else torch.zeros(())
             self._metrics[mode]["ht/max_abs_log_ratio"].append(self.accelerator.gather(max_lr[None]).max().item())
-            self._metrics[mode]["ht/stage"].append(float(_STAGE_ID[stage_schedule(self.args.stage_iterations)[k]]))
+            if self.args.estimator == "ht":
+                self._metrics[mode]["ht/stage"].append(float(_STAGE_ID[stage_schedule(self.args.stage_iterations)[k]]))
             self._metrics[mode]["ht/loss_token_fraction"].append(mask.float().mean().item())
         return loss
 

@@ -55,5 +55,57 @@ def test_plan_rejects_loss_on_visible_tokens():
 
 
 def test_unknown_estimator_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown estimator 'magic'; valid estimators: \['ht'"):
+    with pytest.raises(ValueError, match=r"unknown estimator 'magic'; valid estimators: \['d1', 'ht', 'maskgrpo', 'trace', 'unigrpo'\]"):
         get_estimator("magic")
+
+
+def _args(**kw):
+    base = dict(unigrpo_mask_range=[0.1, 0.9], d1_prompt_mask_prob=0.15, maskgrpo_min_mask_rate=0.7, trace_block_size=2)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_maskgrpo_remask_ratios_follow_the_schedule():
+    from trl_htgrpo.diffusion.estimators import MaskGRPOEstimator
+
+    codes = torch.arange(2 * 100).view(2, 100) % 13
+    plan = MaskGRPOEstimator(_args(maskgrpo_min_mask_rate=0.6)).plan(codes, None, sample_seeds(codes, 0), 4)
+    # r_k = min(0.6 + 0.4 (k+1)/4, 0.999) = 0.7, 0.8, 0.9, 0.999 -> 70, 80, 90, 100 of 100 tokens
+    assert plan.contexts.sum(-1).tolist() == [[70, 80, 90, 100]] * 2
+    for k in range(4):  # iteration k reads context k, loss exactly on its masked tokens
+        assert torch.equal(plan.token_context[:, k] == k, plan.contexts[:, k])
+
+
+def test_unigrpo_mask_ratios_lie_in_range_and_change_per_iteration():
+    from trl_htgrpo.diffusion.estimators import UniGRPOEstimator
+
+    codes = torch.randint(0, 13, (16, 400), generator=torch.Generator().manual_seed(0))
+    plan = UniGRPOEstimator(_args(unigrpo_mask_range=[0.3, 0.5])).plan(codes, None, sample_seeds(codes, 0), 3)
+    frac = plan.contexts.float().mean(-1)  # (B, K): ~t with t in [0.3, 0.5]; 400 tokens -> sd <= 0.025
+    assert frac.min() > 0.3 - 0.1 and frac.max() < 0.5 + 0.1
+    assert frac.std() > 0.01  # t differs between images and iterations
+    assert not torch.equal(plan.contexts[:, 0], plan.contexts[:, 1])
+
+
+def test_d1_masks_whole_image_and_prompt_tokens_per_context():
+    from trl_htgrpo.diffusion.estimators import D1Estimator, prompt_mask
+
+    codes = torch.zeros(2, 6, dtype=torch.long)
+    plan = D1Estimator(_args()).plan(codes, None, [1, 2], 2)
+    assert plan.contexts.all() and plan.prompt_mask_prob == 0.15
+    assert plan.token_context[:, 0].eq(0).all() and plan.token_context[:, 1].eq(1).all()
+    pm = torch.tensor([[0] * 100 + [1] * 900, [1] * 1000])  # (B, P), first row left padded
+    a, b = prompt_mask(pm, 0.15, [1, 2], 0), prompt_mask(pm, 0.15, [1, 2], 1)
+    assert not a[0, :100].any()  # padding is never masked
+    assert abs(a[1].float().mean().item() - 0.15) < 0.04  # 1000 draws at p = 0.15: sd 0.011
+    assert torch.equal(a, prompt_mask(pm, 0.15, [1, 2], 0)) and not torch.equal(a, b)  # seeded per context
+
+
+def test_trace_contexts_equal_the_recorded_trajectory():
+    from trl_htgrpo.diffusion.estimators import TraceEstimator
+
+    reveal = torch.tensor([[0, 1, 2, 3, 4, 5, 5, 2]])  # T = 6, blocks of 2 steps: 0,0,1,1,2,2,2,1
+    plan = TraceEstimator(_args(trace_block_size=2)).plan(torch.zeros(1, 8, dtype=torch.long), None, [0], 2, reveal)
+    # context b = the rollout's state before block b: masked iff revealed in block b or later
+    assert plan.contexts[0].int().tolist() == [[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0]]
+    assert plan.token_context[0, 0].tolist() == [0, 0, 1, 1, 2, 2, 2, 1] == plan.token_context[0, 1].tolist()

@@ -29,6 +29,8 @@ from ..hierarchy import sample_subset, stage_candidates, stage_schedule
 class EstimatorPlan:
     contexts: torch.Tensor  # (B, C, N) bool, True = masked
     token_context: torch.Tensor  # (B, K, N) long, -1 = no loss
+    #: probability of masking each prompt token in every context (d1), drawn by :func:`prompt_mask`
+    prompt_mask_prob: float = 0.0
 
     def __post_init__(self):
         B, C, N = self.contexts.shape
@@ -41,6 +43,16 @@ class EstimatorPlan:
         masked = self.contexts.gather(1, used)  # (B, K, N)
         if bool(((self.token_context >= 0) & ~masked).any()):
             raise ValueError("a token carries loss in a context where it is visible")
+
+
+def prompt_mask(prompt_mask: torch.Tensor, prob: float, seeds: list[int], context: int) -> torch.Tensor:
+    """Prompt tokens to mask in ``context`` (d1): each real prompt token with probability ``prob``,
+    drawn with a generator seeded per image and context. prompt_mask: (B, P) 1 = real token -> (B, P) bool."""
+    out = torch.zeros(prompt_mask.shape, dtype=torch.bool)
+    for b, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed((int(seed) * 1_000_003 + context) % (2**63 - 1))
+        out[b] = torch.rand(prompt_mask.shape[1], generator=g) < prob
+    return out.to(prompt_mask.device) & prompt_mask.bool()
 
 
 def sample_seeds(codes: torch.Tensor, seed: int) -> list[int]:
@@ -58,8 +70,26 @@ class Estimator:
     def __init__(self, args):
         self.args = args
 
-    def plan(self, codes: torch.Tensor, structure: torch.Tensor, seeds: list[int], num_iterations: int) -> EstimatorPlan:
+    def plan(self, codes: torch.Tensor, structure: torch.Tensor, seeds: list[int], num_iterations: int,
+             reveal_step: torch.Tensor | None = None) -> EstimatorPlan:
+        """codes, structure, reveal_step: (B, N); seeds: one per image; -> the plan of K iterations."""
         raise NotImplementedError
+
+
+def _random_mask(N: int, n: int, seed: int, device) -> torch.Tensor:
+    """(N,) bool with exactly n True at positions drawn by a seeded generator."""
+    g = torch.Generator().manual_seed(int(seed) % (2**63 - 1))
+    m = torch.zeros(N, dtype=torch.bool)
+    m[torch.randperm(N, generator=g)[:n]] = True
+    return m.to(device)
+
+
+def _per_iteration_plan(contexts: list[torch.Tensor]) -> EstimatorPlan:
+    """Context k in iteration k, loss on every token it masks. contexts: K tensors (B, N) bool."""
+    ctx = torch.stack(contexts, dim=1)  # (B, K, N)
+    K = ctx.shape[1]
+    index = torch.arange(K, device=ctx.device)[None, :, None].expand_as(ctx)
+    return EstimatorPlan(ctx, torch.where(ctx, index, -1))
 
 
 class HTEstimator(Estimator):
@@ -77,7 +107,7 @@ class HTEstimator(Estimator):
     name = "ht"
     knobs = ("stage_iterations", "token_sample_ratio", "refine_context")
 
-    def plan(self, codes, structure, seeds, num_iterations):
+    def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
         B, N = structure.shape
         stages = stage_schedule(self.args.stage_iterations)
         assert len(stages) == num_iterations
@@ -92,7 +122,87 @@ class HTEstimator(Estimator):
         return EstimatorPlan(torch.stack(contexts, dim=1), token_context)
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {"ht": HTEstimator}
+class UniGRPOEstimator(Estimator):
+    """MMaDA's UniGRPO (``Gen-Verse/dLLM-RL: train/rl_mmada.py``, random masking): per image and inner
+    iteration draw ``t ~ U[lo, hi]`` (``unigrpo_mask_range``, default [0.1, 0.9]) and mask each image
+    token with probability t; the loss is on the masked tokens. K contexts, one per iteration."""
+
+    name = "unigrpo"
+    knobs = ("unigrpo_mask_range",)
+
+    def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
+        B, N = codes.shape
+        lo, hi = self.args.unigrpo_mask_range
+        contexts = []
+        for k in range(num_iterations):
+            rows = []
+            for b in range(B):
+                g = torch.Generator().manual_seed((seeds[b] * 31 + k) % (2**63 - 1))
+                t = lo + (hi - lo) * torch.rand((), generator=g).item()
+                m = torch.rand(N, generator=g) < t
+                if not m.any():
+                    m[torch.randint(N, (1,), generator=g)] = True
+                rows.append(m)
+            contexts.append(torch.stack(rows).to(codes.device))
+        return _per_iteration_plan(contexts)
+
+
+class D1Estimator(Estimator):
+    """d1's diffu-GRPO (``dllm-reasoning/d1: diffu-grpo/diffu_grpo_trainer.py``): the whole image
+    masked, each prompt token masked with probability ``d1_prompt_mask_prob`` (0.15), a new prompt
+    mask per inner iteration; loss on every image token. K contexts."""
+
+    name = "d1"
+    knobs = ("d1_prompt_mask_prob",)
+
+    def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
+        full = torch.ones(codes.shape, dtype=torch.bool, device=codes.device)
+        plan = _per_iteration_plan([full] * num_iterations)
+        plan.prompt_mask_prob = self.args.d1_prompt_mask_prob
+        return plan
+
+
+class MaskGRPOEstimator(Estimator):
+    """MaskGRPO (``martian422/MaskGRPO: grpo/mask_grpo_trainer.py``): in iteration k remask a random
+    ``r_k = min(r_min + (1 - r_min)(k + 1)/K, 0.999)`` of the image tokens (``r_min`` =
+    ``maskgrpo_min_mask_rate``, 0.6 to 0.8), the same mask for old, reference and current passes;
+    loss on the remasked tokens. K contexts."""
+
+    name = "maskgrpo"
+    knobs = ("maskgrpo_min_mask_rate",)
+
+    def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
+        B, N = codes.shape
+        r_min, K = self.args.maskgrpo_min_mask_rate, num_iterations
+        contexts = []
+        for k in range(K):
+            n = max(1, round(min(r_min + (1 - r_min) * (k + 1) / K, 0.999) * N))
+            contexts.append(torch.stack([_random_mask(N, n, seeds[b] * 17 + k, codes.device) for b in range(B)]))
+        return _per_iteration_plan(contexts)
+
+
+class TraceEstimator(Estimator):
+    """TraceRL (``Gen-Verse/dLLM-RL``): reveal steps grouped in blocks of ``trace_block_size`` steps;
+    for block b the context is the rollout's own state before b (every token revealed earlier is
+    visible, the rest masked) and the loss is on the tokens revealed in b. ceil(T / s) contexts,
+    all of them in every inner iteration."""
+
+    name = "trace"
+    knobs = ("trace_block_size",)
+
+    def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
+        if reveal_step is None:
+            raise ValueError("the trace estimator needs the rollout's reveal steps")
+        block = reveal_step // self.args.trace_block_size  # (B, N)
+        n_blocks = int(block.max()) + 1
+        contexts = torch.stack([block >= b for b in range(n_blocks)], dim=1)  # (B, C, N): masked from block b on
+        token_context = block[:, None, :].expand(-1, num_iterations, -1).contiguous()  # (B, K, N)
+        return EstimatorPlan(contexts, token_context)
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {
+    cls.name: cls for cls in (HTEstimator, UniGRPOEstimator, D1Estimator, MaskGRPOEstimator, TraceEstimator)
+}
 
 
 def get_estimator(name: str) -> type[Estimator]:
