@@ -250,7 +250,7 @@ class HTGRPOTrainer(GRPOTrainer):
             sl = slice(i, i + batch_size)
             image_ids = torch.where(masked[sl], bb.mask_token_id, bb.codes_to_ids(targets[sl]))
             ids, attn = bb.build_inputs(prompt_ids[sl], prompt_mask[sl], image_ids)
-            logits = bb.image_logits(model(input_ids=ids, attention_mask=attn).logits, prompt_ids.shape[1])
+            logits = bb.image_logits(bb.forward_logits(model, ids, attn), prompt_ids.shape[1])
             logp_all = torch.log_softmax(logits.float() / self.temperature, dim=-1)  # (b, N, V)
             logps.append(logp_all.gather(-1, targets[sl, :, None]).squeeze(-1) * masked[sl])
             ents.append(-(logp_all.exp() * logp_all).sum(-1) * masked[sl])

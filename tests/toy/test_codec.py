@@ -91,5 +91,5 @@ def test_codes_out_of_range_raise(bad):
 
 @pytest.mark.parametrize("n", [143, 145, 1])
 def test_wrong_number_of_codes_raises(n):
-    with pytest.raises(ValueError, match="144 tile codes, got %d" % n):
+    with pytest.raises(ValueError, match=r"codes must have shape \(144,\) or \(12, 12\), got \(%d,\)" % n):
         decode_codes(np.zeros(n, dtype=np.int64))

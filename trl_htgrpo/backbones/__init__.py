@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from .base import Backbone
+from .lumina_dimoo import LuminaDiMOOBackbone
+from .mmada import MMaDABackbone
 from .shapes import ShapesBackbone
 
 #: model_type -> adapter factory(tokenizer). Extend with ``register_backbone``.
-BACKBONES = {"shapes_mdm": ShapesBackbone}
+#: "mmada": MMaDA's ``MMadaConfig.model_type`` (Gen-Verse/MMaDA: models/modeling_mmada.py).
+#: "llada": Lumina-DiMOO's ``LLaDAConfig.model_type`` (Alpha-VLLM/Lumina-DiMOO: model/configuration_llada.py);
+#: a plain LLaDA text model has it too; an MMaDA checkpoint saved with "llada" needs ``backbone=MMaDABackbone(...)``.
+#: Both factories leave ``vq_decoder`` unset: pass a configured adapter as ``backbone=`` to decode images.
+BACKBONES = {"shapes_mdm": ShapesBackbone, "mmada": MMaDABackbone, "llada": LuminaDiMOOBackbone}
 
 
 def register_backbone(model_type: str, factory) -> None:
@@ -24,4 +30,7 @@ def backbone_for(model, tokenizer) -> Backbone:
     return BACKBONES[model_type](tokenizer)
 
 
-__all__ = ["Backbone", "ShapesBackbone", "BACKBONES", "register_backbone", "backbone_for"]
+__all__ = [
+    "Backbone", "ShapesBackbone", "MMaDABackbone", "LuminaDiMOOBackbone",
+    "BACKBONES", "register_backbone", "backbone_for",
+]

@@ -38,6 +38,14 @@ class Backbone(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, P) prompt ids/mask + (B, N) image *vocabulary* ids -> model input ids, attention mask."""
 
+    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids from ``build_inputs`` and their (B, L) padding mask -> (B, L, vocab) logits.
+
+        The one place that calls the model, in the family's own convention (MMaDA and Lumina-DiMOO take a
+        (B, 1, L, L) ``attention_bias`` and ignore or misread ``attention_mask``); Hugging Face-style models:
+        ``model(input_ids=input_ids, attention_mask=attention_mask).logits``.
+        """
+
     def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
         """(B, L, vocab) model logits -> (B, N, V) logits over the codebook at the image block."""
 

@@ -58,6 +58,9 @@ class ShapesBackbone:
         mask = F.pad(prompt_mask.to(torch.long), (0, image_ids.shape[1] + 1), value=1)  # (B, P + N + 1)
         return input_ids, mask
 
+    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
     def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
         N, o = self.num_image_tokens, self.image_offset
         return logits[:, prompt_length : prompt_length + N, o : o + self.codebook_size]  # (B, N, V)

@@ -81,7 +81,7 @@ def sample_images(
         if use_cfg:
             image_ids = torch.cat([image_ids, image_ids])
         input_ids, attn = backbone.build_inputs(p_ids, p_mask, image_ids)
-        logits = backbone.image_logits(model(input_ids=input_ids, attention_mask=attn).logits, P).float()
+        logits = backbone.image_logits(backbone.forward_logits(model, input_ids, attn), P).float()
         if use_cfg:
             cond, uncond = logits.chunk(2)
             logits = (1 + guidance_scale) * cond - guidance_scale * uncond  # (B, N, V)

@@ -32,6 +32,10 @@ class GenEvalReward:
     passes them. Returns the partial-credit score in [0, 1] (``strict=False``) or 1.0/0.0 strict
     correctness (``strict=True``).
 
+    ``threshold`` (0.6) and ``counting_threshold`` (0.9) apply to the detector's scores: the shapes
+    detector scores template IoU, where 0.6 keeps a shape missing a tile or two and drops stray
+    tiles; GenEval's own 0.3 / 0.9 are calibrated for Mask2Former confidences (use those with it).
+
     >>> from trl_htgrpo.toy import Scene, SceneObject, render_scene, decode_codes
     >>> img = decode_codes(render_scene(Scene([SceneObject("square", "red", 2, 2)])))
     >>> GenEvalReward()(["a photo of a red square"], [img], tag=["colors"],

@@ -2,7 +2,7 @@
 
 It follows ``djghosh13/geneval: evaluation/evaluate_images.py`` exactly for strict correctness:
 
-* per class, keep detections with ``score >= threshold`` (``counting_threshold`` for prompts tagged
+* per class, keep detections with ``score > threshold`` (``counting_threshold`` for prompts tagged
   ``counting``), most confident first, at most ``max_objects`` (16);
 * an include clause ``{class, count, color?, position?}`` takes the ``count`` most confident
   detections of its class and fails if there are fewer; with a colour it fails unless at least
@@ -117,9 +117,12 @@ def validate_metadata(
                     raise ValueError(f"{where}.position' is not allowed in an exclude clause")
                 if len(position) != 2 or position[0] not in RELATIONS:
                     raise ValueError(f"{where}.position' must be [relation, index] with relation in {list(RELATIONS)}, got {position!r}")
-                j = int(position[1])
-                if not 0 <= j < len(include) or j == i:
-                    raise ValueError(f"{where}.position' index {j} must name another include clause (0..{len(include) - 1})")
+                j = position[1]
+                if not isinstance(j, (int, np.integer)) or isinstance(j, bool) or not 0 <= j < i:
+                    raise ValueError(
+                        f"{where}.position' index {j!r} must be an integer naming an earlier include clause "
+                        f"(0..{i - 1}), as in GenEval's [relation, index]"
+                    )
 
 
 def evaluate(
@@ -140,7 +143,7 @@ def evaluate(
     thr = counting_threshold if metadata.get("tag") == "counting" else threshold
     by_class: dict[str, list[Detection]] = {}
     for det in sorted(detections, key=lambda d: -d.score):
-        if det.score >= thr and len(by_class.setdefault(det.cls, [])) < max_objects:
+        if det.score > thr and len(by_class.setdefault(det.cls, [])) < max_objects:
             by_class[det.cls].append(det)
         by_class.setdefault(det.cls, [])
 

@@ -15,9 +15,12 @@ from .palette import CODEBOOK_SIZE, GRID, IMAGE_PX, PALETTE, TILE_PX
 
 def decode_codes(codes) -> Image.Image:
     """codes: (N,) or (GRID, GRID) ints in [0, V) (numpy, list or torch) -> RGB PIL image."""
-    arr = np.asarray(codes.tolist() if hasattr(codes, "tolist") else codes, dtype=np.int64)
-    if arr.size != GRID * GRID:
-        raise ValueError(f"codes must hold GRID*GRID = {GRID * GRID} tile codes, got {arr.size}")
+    raw = np.asarray(codes.tolist() if hasattr(codes, "tolist") else codes)
+    if raw.shape not in ((GRID * GRID,), (GRID, GRID)):
+        raise ValueError(f"codes must have shape ({GRID * GRID},) or ({GRID}, {GRID}), got {raw.shape}")
+    if not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"codes must be integers, got dtype {raw.dtype}")
+    arr = raw.astype(np.int64)
     if arr.min() < 0 or arr.max() >= CODEBOOK_SIZE:
         raise ValueError(f"codes must lie in [0, {CODEBOOK_SIZE}), got range [{arr.min()}, {arr.max()}]")
     grid = arr.reshape(GRID, GRID)

@@ -1,0 +1,209 @@
+"""Compare HT-GRPO with the baselines and its ablations on the shapes world, at equal sample budget.
+
+    python benchmarks/compare_estimators.py --quick                  # smoke: a few minutes
+    python benchmarks/compare_estimators.py --seeds 3                # the full comparison
+    python benchmarks/compare_estimators.py --eval_split validation  # choosing defaults (never on heldout)
+
+From the same base model, training prompts and number of rollout batches, every run trains one
+estimator (or an HT-GRPO ablation) and is evaluated on ``--eval_split`` during and after training.
+Writes ``estimators.json`` (per run: estimator, ablation, seed, overall and per-tag score, wall
+seconds, model passes per rollout batch split by phase, the learning curve), ``estimators.png``
+(overall against rollouts and against wall time) and prints a ranked table (mean and spread over
+seeds). A second section counts passes per rollout batch at num_iterations = 6 with beta > 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
+from trl_htgrpo.evaluation import evaluate_trainer
+from trl_htgrpo.toy import load_prompts
+from trl_htgrpo.toy.recipes import SHAPES_RL
+
+#: (estimator, ablation, config overrides)
+RUNS = [
+    ("ht", "", {}),
+    ("unigrpo", "", {"estimator": "unigrpo"}),
+    ("d1", "", {"estimator": "d1"}),
+    ("maskgrpo", "", {"estimator": "maskgrpo"}),
+    ("trace", "", {"estimator": "trace"}),
+    ("ht", "no_stages", {"stage_iterations": [SHAPES_RL["num_iterations"], 0, 0]}),
+    ("ht", "uniform_credit", {"credit": "uniform"}),
+    ("ht", "partition_step", {"partition": "step"}),
+    ("ht", "refine_masked", {"refine_context": "masked"}),
+]
+PHASES = ("rollout", "old", "ref", "policy")
+
+
+class _Curve(TrainerCallback):
+    """Evaluate every ``every`` rollout batches; keeps (rollouts, train seconds, overall)."""
+
+    def __init__(self, records, every, images_per_prompt, seed):
+        self.records, self.every, self.ipp, self.seed = records, every, images_per_prompt, seed
+        self.trainer, self.points, self.eval_seconds, self.t0 = None, [], 0.0, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = time.time()
+
+    def on_step_end(self, args, state, control, **kw):
+        rollouts = state.global_step // args.num_iterations
+        if state.global_step % args.num_iterations == 0 and rollouts % self.every == 0:
+            t = time.time()
+            res = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
+            self.eval_seconds += time.time() - t
+            self.points.append({"rollouts": rollouts, "train_seconds": t - self.t0 - (self.eval_seconds - (time.time() - t)),
+                                "overall": res["overall"], "tags": res["tags"]})
+
+
+def per_rollout(trainer, rollouts: int, batch: int) -> dict[str, float]:
+    """Model passes per rollout batch, in full-batch units (sequences / batch size)."""
+    c = trainer.pass_counts
+    out = {f"{p}_forwards_per_rollout_batch": c[f"{p}_forwards"] / rollouts / batch for p in PHASES}
+    out["policy_backwards_per_rollout_batch"] = c["policy_backwards"] / rollouts / batch
+    out["old_ref_forwards_per_rollout_batch"] = out["old_forwards_per_rollout_batch"] + out["ref_forwards_per_rollout_batch"]
+    out["total_forwards_per_rollout_batch"] = sum(out[f"{p}_forwards_per_rollout_batch"] for p in PHASES)
+    return out
+
+
+def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra):
+    kw = {**SHAPES_RL, **extra, **overrides}
+    K = kw["num_iterations"]
+    args = HTGRPOConfig(output_dir=out_dir, max_steps=rollouts * K, seed=seed, save_strategy="no",
+                        logging_steps=K, log_images_steps=0, **kw)
+    curve = _Curve(records, every, ipp, seed)
+    trainer = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"),
+                            callbacks=[curve])
+    curve.trainer = trainer
+    t0 = time.time()
+    trainer.train()
+    wall = time.time() - t0 - curve.eval_seconds
+    batch = args.per_device_train_batch_size * args.steps_per_generation
+    final = curve.points[-1]
+    return {"estimator": estimator, "ablation": ablation, "seed": seed, "overall": final["overall"],
+            "tags": final["tags"], "wall_seconds": wall, "rollouts": rollouts, "curve": curve.points,
+            **per_rollout(trainer, rollouts, batch)}
+
+
+def count_passes(model, num_iterations=6, beta=0.04):
+    """Passes per rollout batch of every estimator at K = num_iterations, beta > 0 (one rollout batch)."""
+    out = {}
+    for estimator in ("ht", "unigrpo", "d1", "maskgrpo", "trace"):
+        extra = {"stage_iterations": [2, 2, 2]} if estimator == "ht" and num_iterations == 6 else {}
+        kw = {**SHAPES_RL, "num_iterations": num_iterations, **extra}
+        with tempfile.TemporaryDirectory() as d:
+            args = HTGRPOConfig(output_dir=d, max_steps=num_iterations, beta=beta, estimator=estimator,
+                                save_strategy="no", log_images_steps=0, **kw)
+            tr = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"))
+            tr.train()
+            out[estimator] = per_rollout(tr, 1, args.per_device_train_batch_size * args.steps_per_generation)
+    return out
+
+
+def plot(runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = sorted({(r["estimator"], r["ablation"]) for r in runs})
+    for est, abl in labels:
+        rs = [r for r in runs if (r["estimator"], r["ablation"]) == (est, abl)]
+        n = min(len(r["curve"]) for r in rs)
+        xs = [rs[0]["curve"][i]["rollouts"] for i in range(n)]
+        ts = [statistics.mean(r["curve"][i]["train_seconds"] for r in rs) for i in range(n)]
+        ys = [statistics.mean(r["curve"][i]["overall"] for r in rs) for i in range(n)]
+        name = est + (f":{abl}" if abl else "")
+        style = "-" if not abl else "--"
+        axes[0].plot(xs, ys, style, marker="o", label=name, linewidth=2.5 if name == "ht" else 1.2)
+        axes[1].plot(ts, ys, style, marker="o", label=name, linewidth=2.5 if name == "ht" else 1.2)
+    axes[0].set_xlabel("rollout batches")
+    axes[1].set_xlabel("training wall seconds (2 CPU cores)")
+    for ax in axes:
+        ax.set_ylabel("overall (GenEval rules)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(runs) -> str:
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["estimator"], r["ablation"]), []).append(r)
+    rows = []
+    for (est, abl), rs in groups.items():
+        s = [r["overall"] for r in rs]
+        rows.append((statistics.mean(s), statistics.pstdev(s) if len(s) > 1 else 0.0, est + (f":{abl}" if abl else ""),
+                     len(s), statistics.mean(r["wall_seconds"] for r in rs), rs[0]["old_ref_forwards_per_rollout_batch"],
+                     rs[0]["total_forwards_per_rollout_batch"]))
+    rows.sort(key=lambda x: -x[0])
+    lines = [f"{'rank':<5}{'run':<22}{'mean':>7}{'spread':>8}{'seeds':>6}{'wall s':>8}{'old+ref':>9}{'fwd/rollout':>12}"]
+    for i, (m, sd, name, n, wall, oldref, tot) in enumerate(rows, 1):
+        lines.append(f"{i:<5}{name:<22}{m:>7.3f}{sd:>8.3f}{n:>6}{wall:>8.0f}{oldref:>9.2f}{tot:>12.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke: 2 rollouts, tiny evaluation, one seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--rollouts", type=int, default=18, help="rollout batches per run (equal sample budget)")
+    p.add_argument("--eval_every", type=int, default=6, help="evaluate every N rollout batches")
+    p.add_argument("--eval_split", default="heldout", choices=["heldout", "validation"])
+    p.add_argument("--eval_images_per_prompt", type=int, default=1)
+    p.add_argument("--eval_max_prompts", type=int, default=None)
+    p.add_argument("--model_name_or_path", default="shapes-mdm")
+    p.add_argument("--runs", default=None, help="comma-separated subset, e.g. 'ht,maskgrpo,ht:uniform_credit'")
+    p.add_argument("--output_dir", default="outputs/compare_estimators")
+    a = p.parse_args(argv)
+    extra = {}
+    if a.quick:
+        a.seeds, a.rollouts, a.eval_every, a.eval_max_prompts = 1, 1, 1, a.eval_max_prompts or 12
+        extra = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 4,
+                 "diffusion_steps": 6, "num_iterations": 3}
+    records = list(load_prompts(a.eval_split))[: a.eval_max_prompts]
+    runs_wanted = [r for r in RUNS if a.runs is None or (r[0] + (f":{r[1]}" if r[1] else "")) in a.runs.split(",")]
+    if a.quick:
+        runs_wanted = [r for r in runs_wanted if not r[1]] or runs_wanted
+    out = Path(a.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"config": {**vars(a), "recipe": {**SHAPES_RL, **extra}}, "runs": []}
+    t_all = time.time()
+    for seed in range(a.seeds):
+        for est, abl, ov in runs_wanted:
+            if est != "ht" and "num_iterations" in extra:
+                ov = dict(ov)
+            with tempfile.TemporaryDirectory() as d:
+                ov = {k: ([extra.get("num_iterations", SHAPES_RL["num_iterations"]), 0, 0] if k == "stage_iterations" else v)
+                      for k, v in ov.items()}
+                r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
+                            a.eval_images_per_prompt, d, extra)
+            results["runs"].append(r)
+            print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
+                  f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)
+            (out / "estimators.json").write_text(json.dumps(results, indent=1))
+    if not a.quick:
+        results["passes_k6_beta"] = count_passes(a.model_name_or_path)
+    results["seconds"] = time.time() - t_all
+    (out / "estimators.json").write_text(json.dumps(results, indent=1))
+    plot(results["runs"], out / "estimators.png")
+    print(table(results["runs"]))
+    if "passes_k6_beta" in results:
+        print("\nforward passes per rollout batch at num_iterations=6, beta>0 (full-batch units):")
+        for est, c in results["passes_k6_beta"].items():
+            print(f"  {est:<9} old+ref {c['old_ref_forwards_per_rollout_batch']:5.2f}   total fwd "
+                  f"{c['total_forwards_per_rollout_batch']:6.2f}   bwd {c['policy_backwards_per_rollout_batch']:5.2f}")
+    print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'} ({results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

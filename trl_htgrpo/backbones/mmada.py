@@ -1,0 +1,201 @@
+"""Backbone adapter of MMaDA (``Gen-Verse/MMaDA``, ``MMadaModelLM``), text-to-image.
+
+Sequence (``training/prompting_utils.py``, ``UniversalPrompting.t2i_gen_prompt``)::
+
+    [iPAD].. <|t2i|> <bos> text <eos> <|soi|> [MASK] * N <|eoi|>
+
+Image token id = VQ code + 126349 (``len(tokenizer)``; ``app.py`` hard-codes it), mask 126336. The
+unconditional branch of classifier-free guidance is the empty text (``<|t2i|> <bos> <eos> <|soi|>``).
+MMaDA's forward takes a (B, 1, L, L) boolean ``attention_bias``; given only a (B, L) ``attention_mask``
+with zeros, its LLaDA code falls back to a *causal* bias (``models/modeling_llada.py``), so
+``forward_logits`` builds the bias from the padding mask. Images decode with Show-o's MAGVIT-v2
+(``showlab/magvitv2``), which this package does not ship: pass its ``decode_code`` as ``vq_decoder``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+#: MMaDA's reserved ids (``training/prompting_utils.py: reserved_token_mapping``) and LLaDA's mask id.
+MMADA_TOKENS = {
+    "mask": 126336,
+    "soi": 126084,
+    "eoi": 126085,
+    "t2i": 126088,
+    "ipad": 126093,
+    "image_offset": 126349,
+}
+
+
+def padding_attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) padding mask (1 = token) -> (B, 1, L, L) bool: position i may attend to j iff both are tokens.
+
+    Exactly MMaDA's ``t2i_generate`` (and Lumina-DiMOO's wrapper): ``m[:, :, None] & m[:, None, :]``.
+    Rows of padding positions are all False; LLaDA's forward turns False into the dtype's minimum
+    (not -inf), so those rows stay finite and nothing reads them.
+    """
+    m = attention_mask.bool()
+    return (m[:, :, None] & m[:, None, :]).unsqueeze(1)
+
+
+def unwrap_model(model):
+    """The user's module under DDP / DeepSpeed (``.module``) and PEFT (``get_base_model``) wrappers."""
+    for _ in range(8):
+        if isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        elif callable(getattr(model, "get_base_model", None)):
+            inner = model.get_base_model()
+            if inner is model:
+                break
+            model = inner
+        else:
+            break
+    return model
+
+
+def decoder_device(decoder) -> torch.device | None:
+    """Device of a VQ decoder given as an nn.Module or a bound method of one (None if unknown)."""
+    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        p = next(owner.parameters(), None)
+        if p is not None:
+            return p.device
+    return None
+
+
+def images_to_pil(images: torch.Tensor, value_range: tuple[float, float]) -> list[Image.Image]:
+    """(B, 3, H, W) float images in ``value_range`` -> PIL RGB images."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"the VQ decoder must return (B, 3, H, W) images, got shape {tuple(images.shape)}")
+    lo, hi = value_range
+    x = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
+    arr = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+class MMaDABackbone:
+    """MMaDA text-to-image layout, logit slice and decoding.
+
+    Args:
+        tokenizer: MMaDA's (LLaDA's) text tokenizer; needs ``__call__`` and ``bos_token_id`` / ``eos_token_id``.
+        vq_decoder: callable ``codes (B, N) long -> images (B, 3, H, W) float in [-1, 1]``, e.g. the bound
+            ``decode_code`` of MMaDA's ``MAGVITv2.from_pretrained("showlab/magvitv2")``. Needed only by
+            ``decode_images`` (rewards); sampling and log-probs do not use it.
+        num_image_tokens: N, 1024 for 512 px (32 x 32 codes, 16x downsampling).
+        max_text_length: MMaDA's ``dataset.preprocessing.max_seq_length`` (512). As in ``UniversalPrompting``,
+            ``<|t2i|> <bos> text <eos>`` holds at most ``max_text_length + 1`` tokens, so text beyond
+            ``max_text_length - 2`` tokens is cut; the prompt with ``<|soi|>`` is at most ``max_text_length + 2``.
+        attention: ``"bias"`` (MMaDA's remote code: ``model(input_ids, attention_bias=bool[B, 1, L, L])``) or
+            ``"mask"`` (a model that takes the Hugging Face ``attention_mask`` (B, L) and treats it as padding,
+            bidirectionally).
+        codebook_size: V, 8192 (MAGVIT-v2's 13-bit lookup-free quantizer).
+    """
+
+    name = "mmada"
+
+    def __init__(
+        self,
+        tokenizer,
+        vq_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        num_image_tokens: int = 1024,
+        max_text_length: int = 512,
+        attention: str = "bias",
+        codebook_size: int = 8192,
+    ):
+        if attention not in ("bias", "mask"):
+            raise ValueError(f"attention must be 'bias' or 'mask', got {attention!r}")
+        if max_text_length < 3:
+            raise ValueError(f"max_text_length must be at least 3, got {max_text_length}")
+        self.tokenizer = tokenizer
+        self.vq_decoder = vq_decoder
+        self.attention = attention
+        self.mask_token_id = MMADA_TOKENS["mask"]
+        self.pad_token_id = MMADA_TOKENS["ipad"]
+        self.t2i_id, self.soi_id, self.eoi_id = MMADA_TOKENS["t2i"], MMADA_TOKENS["soi"], MMADA_TOKENS["eoi"]
+        self.image_offset = MMADA_TOKENS["image_offset"]
+        self.bos_token_id, self.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+        if self.bos_token_id is None or self.eos_token_id is None:
+            raise ValueError("MMaDA's layout needs the tokenizer's bos_token_id and eos_token_id")
+        self.num_image_tokens = num_image_tokens
+        self.codebook_size = codebook_size
+        self.max_text_length = max_text_length
+        self.max_prompt_length = max_text_length + 2  # <|t2i|> <bos> text <eos> <|soi|>
+        self._warned = False
+
+    # ------------------------------------------------------------------ prompts
+    def _wrap(self, text_ids: list[int]) -> list[int]:
+        return [self.t2i_id, self.bos_token_id, *text_ids, self.eos_token_id, self.soi_id]
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        budget = self.max_text_length - 2  # text tokens that fit between <bos> and <eos>
+        out = []
+        for text in prompts:
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if ids and ids[0] == self.bos_token_id:  # a tokenizer that adds <bos> anyway
+                ids = ids[1:]
+            if len(ids) > budget:
+                if not self._warned:
+                    warnings.warn(
+                        f"prompt of {len(ids)} tokens truncated to MMaDA's {budget} (shown once): {text[:80]!r}",
+                        stacklevel=2,
+                    )
+                    self._warned = True
+                ids = ids[:budget]
+            out.append(self._wrap(ids))
+        return out
+
+    def unconditional_prompt(self) -> list[int]:
+        return self._wrap([])
+
+    # ------------------------------------------------------------------ model inputs / outputs
+    def build_inputs(self, prompt_ids, prompt_mask, image_ids):
+        B = prompt_ids.shape[0]
+        eoi = torch.full((B, 1), self.eoi_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
+        input_ids = torch.cat([prompt_ids, image_ids.to(prompt_ids.dtype), eoi], dim=1)  # (B, P + N + 1)
+        mask = F.pad(prompt_mask.to(torch.long), (0, image_ids.shape[1] + 1), value=1)  # (B, P + N + 1)
+        return input_ids, mask
+
+    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids and padding mask -> (B, L, vocab) logits, called the way MMaDA's code calls the model."""
+        if self.attention == "mask":
+            return model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return model(input_ids=input_ids, attention_bias=padding_attention_bias(attention_mask)).logits
+
+    def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        N, o = self.num_image_tokens, self.image_offset
+        if logits.shape[1] != prompt_length + N + 1:
+            raise ValueError(
+                f"logits of length {logits.shape[1]} do not hold prompt {prompt_length} + image {N} + <|eoi|>"
+            )
+        return logits[:, prompt_length : prompt_length + N, o : o + self.codebook_size]  # (B, N, V)
+
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes + self.image_offset
+
+    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids - self.image_offset
+
+    # ------------------------------------------------------------------ decoding
+    def decode_images(self, codes: torch.Tensor) -> list[Image.Image]:
+        if self.vq_decoder is None:
+            raise RuntimeError(
+                "MMaDABackbone has no VQ decoder, so it cannot turn image tokens into pictures. MMaDA decodes with "
+                "Show-o's MAGVIT-v2, whose code is not part of this package: take models/modeling_magvitv2.py "
+                "from https://github.com/Gen-Verse/MMaDA (it needs diffusers), load "
+                "`vq = MAGVITv2.from_pretrained('showlab/magvitv2').eval()`, and pass "
+                "`MMaDABackbone(tokenizer, vq_decoder=vq.decode_code)`, any callable mapping codes (B, N) to "
+                "images (B, 3, H, W) in [-1, 1]. With backbone_for(), register a factory that sets vq_decoder."
+            )
+        codes = codes.long().clamp(0, self.codebook_size - 1)
+        device = decoder_device(self.vq_decoder)
+        if device is not None:
+            codes = codes.to(device)
+        with torch.no_grad():
+            images = self.vq_decoder(codes)
+        return images_to_pil(images, (-1.0, 1.0))

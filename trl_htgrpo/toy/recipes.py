@@ -1,0 +1,21 @@
+"""The shapes world's RL recipe: training settings shared by the main job and the benchmarks.
+
+Chosen on the validation split (docs/benchmarks.md); the held-out split only reports.
+"""
+
+#: HTGRPOConfig fields of the main job (``examples/train_htgrpo.py``) and the estimator benchmark.
+SHAPES_RL = dict(
+    learning_rate=1e-4,
+    per_device_train_batch_size=16,
+    gradient_accumulation_steps=4,  # = steps_per_generation: one optimizer step per inner iteration
+    num_generations=8,  # 64 images = 8 prompts x 8 per rollout batch
+    num_iterations=3,
+    warmup_steps=0,
+    lr_scheduler_type="constant",
+    gradient_checkpointing=False,
+    diffusion_steps=12,
+    guidance_scale=3.5,
+    report_to="none",
+)
+#: rollout batches of the main job (max_steps = ROLLOUTS * num_iterations)
+MAIN_JOB_ROLLOUTS = 60
