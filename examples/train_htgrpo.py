@@ -23,25 +23,18 @@ from trl import ModelConfig, TrlParser, get_peft_config
 from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.evaluation import evaluate_trainer
 from trl_htgrpo.toy import load_prompts
+from trl_htgrpo.toy.recipes import MAIN_JOB_ROLLOUTS, SHAPES_RL
 
 # The main job's defaults (tuned on the validation split; see docs/benchmarks.md). Flags override them.
 MAIN_JOB_DEFAULTS = dict(
+    **SHAPES_RL,
     output_dir="outputs/htgrpo-shapes",
     model_name_or_path="shapes-mdm",
-    learning_rate=1e-4,
-    per_device_train_batch_size=16,
-    gradient_accumulation_steps=4,
-    num_generations=8,
-    num_iterations=3,
-    max_steps=180,
-    warmup_steps=0,
-    lr_scheduler_type="constant",
+    max_steps=MAIN_JOB_ROLLOUTS * SHAPES_RL["num_iterations"],
     logging_steps=10,
     save_strategy="steps",
     save_steps=60,
     save_total_limit=2,
-    gradient_checkpointing=False,
-    report_to="none",
     seed=0,
 )
 
@@ -57,6 +50,9 @@ class ScriptArguments:
     eval_split: str = field(default="heldout", metadata={"help": "Bundled split evaluated before and after training."})
     eval_images_per_prompt: int = field(default=2, metadata={"help": "Images per held-out prompt in the before/after evaluation."})
     eval_before_after: bool = field(default=True, metadata={"help": "Evaluate the held-out split before and after training."})
+    eval_max_prompts: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N prompts of the held-out split (smoke tests). None: all."}
+    )
     strict_reward: bool = field(default=False, metadata={"help": "Train on strict GenEval correctness instead of partial credit."})
 
 
@@ -80,6 +76,8 @@ def main(script_args: ScriptArguments, training_args: HTGRPOConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     results, heldout = {}, list(load_prompts(script_args.eval_split)) if script_args.eval_before_after else []
+    if script_args.eval_max_prompts is not None:
+        heldout = heldout[: script_args.eval_max_prompts]
     if heldout:
         t0 = time.time()
         results["before"] = evaluate_trainer(trainer, heldout, script_args.eval_images_per_prompt, seed=training_args.seed)

@@ -29,6 +29,7 @@ class HTGRPOConfig(GRPOConfig):
     > - `num_iterations`: `3` instead of `1` (one global, one structure and one refinement update per rollout batch).
     > - `disable_dropout`: `True` instead of `False`, so that the first inner iteration's ratio is exactly 1.
     > - `bf16`: `None` resolves to `True` only when a CUDA device is present (TRL's `True` fails on CPU).
+    > - `use_cpu`: switched on for a multi-process launch on a machine without an accelerator (gloo ranks).
     > - `mask_truncated_completions` must stay `False`: fixed-length images have no EOS.
     > - `use_vllm` must stay `False`: images are drawn by the built-in sampler.
 
@@ -142,9 +143,15 @@ class HTGRPOConfig(GRPOConfig):
     log_images_count: int = field(default=16, metadata={"help": "Images in each logged grid."})
 
     def __post_init__(self):
-        if self.bf16 is None:
-            import torch
+        import os
 
+        import torch
+
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            # accelerate's multi-GPU and DeepSpeed launchers ignore a yaml's use_cpu: without this, every
+            # process of a CPU-only launch trains alone (world size 1) and they overwrite one output_dir
+            self.use_cpu = True
+        if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and not self.use_cpu and not self.fp16)
         errors = []
         if self.estimator not in ESTIMATORS:

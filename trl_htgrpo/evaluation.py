@@ -77,20 +77,29 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
                      batch_size: int = 64) -> dict[str, Any]:
     """:func:`evaluate_model` for the model inside a running trainer: every process samples its shard
     of the records (inside TRL's ``unwrap_model_for_generation``, so ZeRO-3 weights are gathered),
-    and the verdicts are gathered, so all processes return the same summary."""
+    and the verdicts are gathered, so all processes return the same summary.
+
+    Every process makes the same sampler calls: shards are padded to equal length (the padding is
+    sampled and dropped). Under ZeRO-3 each forward is a collective (parameter fetches, and DeepSpeed's
+    start-of-forward trace check, which ``unwrap_model_for_generation`` leaves installed), so a process
+    with fewer batches, or an empty shard, would hang the others. Before ``train()`` there is no
+    DeepSpeed engine to fetch ZeRO-3 parameters layer by layer, so they are always gathered then."""
     from accelerate.utils import gather_object
     from trl.models import unwrap_model_for_generation
 
     acc, args = trainer.accelerator, trainer.args
     metas = [r for r in records for _ in range(images_per_prompt)]
     shard = metas[acc.process_index :: acc.num_processes]
+    padded = shard + metas[:1] * (-(-len(metas) // acc.num_processes) - len(shard))
     gen = torch.Generator(device=acc.device).manual_seed(seed + acc.process_index)
     reward = GenEvalReward(strict=True)
-    with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=args.ds3_gather_for_generation) as model:
-        _, verdicts = sample_verdicts(model, trainer.backbone, shard, batch_size, gen, reward,
+    gather = args.ds3_gather_for_generation or trainer.model_wrapped is trainer.model  # no engine yet
+    with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=gather) as model:
+        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, gen, reward,
                                       steps=args.diffusion_steps, guidance_scale=args.guidance_scale,
                                       temperature=args.temperature, reveal_noise=args.reveal_noise,
                                       schedule=args.mask_schedule)
+    verdicts = verdicts[: len(shard)]
     rows = gather_object([(m["tag"], v.correct) for m, v in zip(shard, verdicts)])
     out = summarize([t for t, _ in rows], [c for _, c in rows])
     out["num_images"] = len(rows)

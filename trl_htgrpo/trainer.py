@@ -64,6 +64,31 @@ class _NamedReward:
             raise RuntimeError(f"reward function {self.__name__!r} raised {type(e).__name__}: {e}") from e
 
 
+def _reference_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A copy of the policy for the KL reference. Under DeepSpeed ZeRO-3 the policy's parameters are
+    already partitioned (``zero3_init_flag``: zero.Init at load) and ``copy.deepcopy`` only copies
+    their empty placeholders: build the model again from its config (transformers partitions it the
+    same way) and copy the gathered weights in."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    params = list(model.parameters())
+    if not (is_deepspeed_zero3_enabled() and any(hasattr(p, "ds_id") for p in params)):
+        return copy.deepcopy(model)
+    import deepspeed
+
+    ref = type(model)._from_config(copy.deepcopy(model.config), dtype=params[0].dtype)
+    ref.generation_config = copy.deepcopy(model.generation_config)
+    ref_params = list(ref.parameters())
+    with deepspeed.zero.GatheredParameters(params + ref_params, modifier_rank=0):
+        with torch.no_grad():
+            for p, q in zip(params, ref_params):
+                q.data.copy_(p.data)
+    with torch.no_grad():
+        for b, c in zip(model.buffers(), ref.buffers()):
+            c.copy_(b)
+    return ref
+
+
 class HTGRPOTrainer(GRPOTrainer):
     """GRPO for diffusion multimodal LLMs with HT-GRPO's estimator, stages and hierarchical credit.
 
@@ -121,6 +146,11 @@ class HTGRPOTrainer(GRPOTrainer):
         if getattr(model, "generation_config", None) is None:
             model.generation_config = GenerationConfig()
         self.backbone = backbone or backbone_for(model, processing_class)
+        if peft_config is not None and str(getattr(peft_config, "task_type", None) or "") == "CAUSAL_LM":
+            # TRL's ModelConfig defaults lora_task_type to CAUSAL_LM, whose PEFT wrapper needs a generate() API
+            # that masked-diffusion models do not have; the generic PeftModel is what they need
+            peft_config = copy.copy(peft_config)
+            peft_config.task_type = None
         self.estimator = get_estimator(args.estimator)(args)
         self._pending: dict[str, Any] | None = None  # plan of the rollout batch being scored
         self._active: dict[str, Any] | None = None  # contexts, token_context, seeds during a loss pass
@@ -135,7 +165,7 @@ class HTGRPOTrainer(GRPOTrainer):
         own_ref = args.beta != 0.0 and peft_config is None and not is_peft_model(model)
         beta = args.beta
         if own_ref:
-            ref = copy.deepcopy(model).eval().requires_grad_(False)
+            ref = _reference_copy(model).eval().requires_grad_(False)
             args.beta = 0.0
         try:
             super().__init__(
