@@ -18,6 +18,7 @@ from trl_htgrpo.backbones import backbone_for
 from trl_htgrpo.evaluation import evaluate_model, image_grid
 from trl_htgrpo.toy import load_prompts
 from trl_htgrpo.toy.pretrained import load_base_model
+from trl_htgrpo.toy.recipes import SHAPES_RL
 
 
 def main(argv=None):
@@ -26,8 +27,8 @@ def main(argv=None):
     p.add_argument("--split", default="heldout", choices=["heldout", "validation", "train"])
     p.add_argument("--images_per_prompt", type=int, default=4)
     p.add_argument("--output_dir", default="outputs/evaluate")
-    p.add_argument("--steps", type=int, default=12, help="diffusion steps T")
-    p.add_argument("--guidance_scale", type=float, default=3.5)
+    p.add_argument("--steps", type=int, default=SHAPES_RL["diffusion_steps"], help="diffusion steps T")
+    p.add_argument("--guidance_scale", type=float, default=SHAPES_RL["guidance_scale"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_prompts", type=int, default=None, help="evaluate only the first N prompts (smoke runs)")
     a = p.parse_args(argv)

@@ -88,10 +88,23 @@ def test_forward_shapes_and_loss(model, batch):
     assert abs(out.loss.item() - math.log(57)) < 0.1
 
 
-@pytest.mark.parametrize("length", [N + 1, 257])
-def test_bad_sequence_length_raises(model, length):
-    with pytest.raises(ValueError, match=r"sequence length %d must lie in \[146, 256\]" % length):
-        model(torch.zeros(1, length, dtype=torch.long))
+def test_bad_sequence_length_raises(model):
+    with pytest.raises(ValueError, match=r"sequence length 145 must be at least N \+ 2 = 146"):
+        model(torch.zeros(1, N + 1, dtype=torch.long))
+    # a prompt of 65 tokens (L = 65 + 144 + 1) exceeds max_text_positions = 64
+    with pytest.raises(ValueError, match=r"prompt of 65 tokens exceeds max_text_positions=64"):
+        model(torch.zeros(1, 65 + N + 1, dtype=torch.long))
+
+
+def test_left_padding_does_not_change_logits(model):
+    # the same prompt with 0 or 5 pad tokens in front: identical logits at the real positions
+    ids = torch.randint(8, 40, (1, 6 + N + 1))
+    padded = torch.cat([torch.zeros(1, 5, dtype=torch.long), ids], dim=1)
+    mask = torch.cat([torch.zeros(1, 5, dtype=torch.long), torch.ones_like(ids)], dim=1)
+    with torch.no_grad():
+        a = model(ids, attention_mask=torch.ones_like(ids)).logits
+        b = model(padded, attention_mask=mask).logits[:, 5:]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_save_and_auto_load_give_equal_logits(model, batch, tmp_path):

@@ -8,7 +8,9 @@ from transformers import PretrainedConfig
 class ShapesDiffusionConfig(PretrainedConfig):
     """A small LLaDA-style bidirectional transformer over ``[prompt] <soi> [image] <eoi>``.
 
-    The image block is the ``image_grid**2`` positions just before the last token (MMaDA's layout);
+    The image block is the ``image_grid**2`` positions just before the last token (MMaDA's layout).
+    1D positions ignore left padding: prompt tokens are numbered from their first real token, the
+    image block from ``max_text_positions``, so the same prompt sees the same positions in any batch;
     the model adds a fixed 2D sinusoidal embedding and a residual depthwise 3x3 convolution there.
     """
 
@@ -22,6 +24,7 @@ class ShapesDiffusionConfig(PretrainedConfig):
         num_attention_heads: int = 4,
         intermediate_size: int = 512,
         max_position_embeddings: int = 256,
+        max_text_positions: int = 64,
         image_grid: int = 12,
         dropout: float = 0.0,
         layer_norm_eps: float = 1e-5,
@@ -38,6 +41,12 @@ class ShapesDiffusionConfig(PretrainedConfig):
         self.num_attention_heads = num_attention_heads
         self.intermediate_size = intermediate_size
         self.max_position_embeddings = max_position_embeddings
+        self.max_text_positions = max_text_positions
+        if max_text_positions + image_grid**2 + 1 > max_position_embeddings:
+            raise ValueError(
+                f"max_position_embeddings={max_position_embeddings} must hold max_text_positions + N + 1 = "
+                f"{max_text_positions + image_grid**2 + 1}"
+            )
         self.image_grid = image_grid
         self.dropout = dropout
         self.layer_norm_eps = layer_norm_eps

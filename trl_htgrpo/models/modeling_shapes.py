@@ -104,6 +104,20 @@ class ShapesDiffusionModel(PreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def position_ids(self, attention_mask: torch.Tensor | None, B: int, L: int, device) -> torch.LongTensor:
+        """(B, L) 1D positions that do not depend on left padding: prompt tokens count real tokens
+        (``cumsum(mask) - 1``), the image block and ``<eoi>`` sit at ``max_text_positions + i``."""
+        N = self.config.image_grid**2
+        P = L - N - 1
+        if attention_mask is None:
+            text = torch.arange(P, device=device).expand(B, P)
+        else:
+            text = (attention_mask[:, :P].long().cumsum(-1) - 1).clamp(min=0)  # (B, P)
+        if P > self.config.max_text_positions:
+            raise ValueError(f"prompt of {P} tokens exceeds max_text_positions={self.config.max_text_positions}")
+        image = self.config.max_text_positions + torch.arange(N + 1, device=device).expand(B, N + 1)
+        return torch.cat([text, image], dim=1)
+
     def forward(
         self,
         input_ids: torch.LongTensor,  # (B, L)
@@ -113,9 +127,9 @@ class ShapesDiffusionModel(PreTrainedModel):
     ) -> MaskedLMOutput:
         B, L = input_ids.shape
         N = self.config.image_grid**2
-        if L < N + 2 or L > self.config.max_position_embeddings:
-            raise ValueError(f"sequence length {L} must lie in [{N + 2}, {self.config.max_position_embeddings}]")
-        x = self.embed(input_ids) + self.pos(torch.arange(L, device=input_ids.device))  # (B, L, D)
+        if L < N + 2:
+            raise ValueError(f"sequence length {L} must be at least N + 2 = {N + 2}")
+        x = self.embed(input_ids) + self.pos(self.position_ids(attention_mask, B, L, input_ids.device))  # (B, L, D)
         x = x + F.pad(self.pos2d, (0, 0, L - N - 1, 1)).to(x.dtype)  # 2D positions on the image block
         attn = None
         if attention_mask is not None:

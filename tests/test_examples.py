@@ -1,0 +1,66 @@
+"""Smoke tests: every example and benchmark script runs for a few steps and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc.stdout + proc.stderr
+
+
+def test_pretrain_script_writes_a_loadable_model(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    import trl_htgrpo  # noqa: F401
+
+    log = run("examples/pretrain_shapes.py", "--steps", "2", "--batch_size", "4", "--log_every", "1",
+              "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--output_dir", str(tmp_path))
+    assert "step=2 loss=" in log
+    AutoModel.from_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)("a photo of a red square")["input_ids"]
+    hist = json.loads((tmp_path / "pretrain_log.json").read_text())["history"]
+    assert [h["step"] for h in hist] == [1, 2]
+
+
+def test_evaluate_script_on_the_bundled_model(tmp_path):
+    log = run("examples/evaluate.py", "--max_prompts", "6", "--images_per_prompt", "1", "--output_dir", str(tmp_path))
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["tags"]) == {"single_object"} and 0.0 <= res["overall"] <= 1.0  # the first 6 held-out prompts
+    assert res["num_images"] == 6 and "overall" in log
+    assert (tmp_path / "samples.png").stat().st_size > 1000
+
+
+def test_main_job_smoke_run(tmp_path):
+    run("examples/train_htgrpo.py", "--max_steps", "2", "--per_device_train_batch_size", "8",
+        "--gradient_accumulation_steps", "1", "--num_generations", "4", "--diffusion_steps", "4",
+        "--eval_max_prompts", "6", "--eval_images_per_prompt", "1", "--save_strategy", "no",
+        "--output_dir", str(tmp_path))
+    res = json.loads((tmp_path / "heldout_before_after.json").read_text())
+    assert {"before", "after", "split", "images_per_prompt"} <= set(res) and res["split"] == "heldout"
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "README.md").exists()
+
+
+def test_compare_estimators_quick(tmp_path):
+    log = run("benchmarks/compare_estimators.py", "--quick", "--output_dir", str(tmp_path))
+    res = json.loads((tmp_path / "estimators.json").read_text())
+    runs = {r["estimator"] for r in res["runs"]}
+    assert runs == {"ht", "unigrpo", "d1", "maskgrpo", "trace"}
+    for r in res["runs"]:
+        assert 0.0 <= r["overall"] <= 1.0 and r["rollouts"] == 1 and r["wall_seconds"] > 0
+        assert r["old_ref_forwards_per_rollout_batch"] >= 1.0  # K = 3 > 1: old log-probs are needed
+    ht = next(r for r in res["runs"] if r["estimator"] == "ht")
+    mg = next(r for r in res["runs"] if r["estimator"] == "maskgrpo")
+    assert ht["old_forwards_per_rollout_batch"] == 2.0 and mg["old_forwards_per_rollout_batch"] == 3.0
+    assert (tmp_path / "estimators.png").stat().st_size > 1000 and "rank" in log
