@@ -107,6 +107,15 @@ def count_passes(model, num_iterations=6, beta=0.04):
     return out
 
 
+def print_counts(counts):
+    print("forward passes per rollout batch at num_iterations=6, beta>0 (full-batch units):")
+    ht = counts["ht"]["old_ref_forwards_per_rollout_batch"]
+    for est, c in counts.items():
+        print(f"  {est:<9} old+ref {c['old_ref_forwards_per_rollout_batch']:5.2f} (ht / this {ht / c['old_ref_forwards_per_rollout_batch']:.2f})"
+              f"   rollout {c['rollout_forwards_per_rollout_batch']:6.2f}   policy fwd {c['policy_forwards_per_rollout_batch']:5.2f}"
+              f"   total fwd {c['total_forwards_per_rollout_batch']:6.2f}   bwd {c['policy_backwards_per_rollout_batch']:5.2f}")
+
+
 def plot(runs, path):
     import matplotlib
 
@@ -164,7 +173,15 @@ def main(argv=None):
     p.add_argument("--model_name_or_path", default="shapes-mdm")
     p.add_argument("--runs", default=None, help="comma-separated subset, e.g. 'ht,maskgrpo,ht:uniform_credit'")
     p.add_argument("--output_dir", default="outputs/compare_estimators")
+    p.add_argument("--count_only", action="store_true", help="only count passes per rollout batch at K = 6, beta > 0")
     a = p.parse_args(argv)
+    if a.count_only:
+        out = Path(a.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = count_passes(a.model_name_or_path)
+        (out / "passes_k6_beta.json").write_text(json.dumps(counts, indent=1))
+        print_counts(counts)
+        return
     extra = {}
     if a.quick:
         a.seeds, a.rollouts, a.eval_every, a.eval_max_prompts = 1, 1, 1, a.eval_max_prompts or 12
@@ -198,10 +215,7 @@ def main(argv=None):
     plot(results["runs"], out / "estimators.png")
     print(table(results["runs"]))
     if "passes_k6_beta" in results:
-        print("\nforward passes per rollout batch at num_iterations=6, beta>0 (full-batch units):")
-        for est, c in results["passes_k6_beta"].items():
-            print(f"  {est:<9} old+ref {c['old_ref_forwards_per_rollout_batch']:5.2f}   total fwd "
-                  f"{c['total_forwards_per_rollout_batch']:6.2f}   bwd {c['policy_backwards_per_rollout_batch']:5.2f}")
+        print_counts(results["passes_k6_beta"])
     print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'} ({results['seconds']:.0f} s)")
 
 

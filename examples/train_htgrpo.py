@@ -112,6 +112,9 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
+    from trl_htgrpo.distributed import use_cpu_cores
+
+    use_cpu_cores()
     script_args, training_args, model_args = make_parser().parse_args_and_config()
     main(script_args, training_args, model_args)
     from trl_htgrpo.distributed import end_distributed
