@@ -87,6 +87,7 @@ def main(script_args: ScriptArguments, training_args: HTGRPOConfig, model_args: 
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results["train_seconds"] = time.time() - t0
     trainer.save_model(training_args.output_dir)
+    trainer.create_model_card(dataset_name=script_args.dataset_name or "trl-htgrpo shapes world (bundled)")
     if heldout:
         t0 = time.time()
         results["after"] = evaluate_trainer(trainer, heldout, script_args.eval_images_per_prompt, seed=training_args.seed)
