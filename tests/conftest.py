@@ -53,3 +53,19 @@ def train_dataset():
     from trl_htgrpo.toy import load_prompts
 
     return load_prompts("train").select(range(32))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny tensors: intra-op threads only add synchronisation (25x slower on a busy 2-core CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from trl_htgrpo.toy.tokenizer import build_tokenizer
+
+    return build_tokenizer()

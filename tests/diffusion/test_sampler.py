@@ -11,24 +11,14 @@ from trl_htgrpo.backbones import ShapesBackbone
 from trl_htgrpo.diffusion.sampler import Trajectory, left_pad, sample_images
 from trl_htgrpo.diffusion.schedules import masked_counts
 from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
-from trl_htgrpo.toy.tokenizer import build_tokenizer
 
 N, V, T = 144, 13, 4
 PROMPTS = ["a photo of a red square", "a photo of two crosses", "a photo of a circle above a triangle"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: intra-op threads only add synchronisation (25x slower on a busy 2-core CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_tensors_one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")

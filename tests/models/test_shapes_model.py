@@ -11,23 +11,13 @@ from trl_htgrpo.backbones import ShapesBackbone, backbone_for
 from trl_htgrpo.diffusion.sampler import left_pad
 from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
 from trl_htgrpo.models.modeling_shapes import sinusoidal_2d
-from trl_htgrpo.toy.tokenizer import build_tokenizer
 
 N = 144
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: intra-op threads only add synchronisation (25x slower on a busy 2-core CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_tensors_one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 def small_config(tok, **kw):
