@@ -14,13 +14,13 @@ with zeros, its LLaDA code falls back to a *causal* bias (``models/modeling_llad
 
 from __future__ import annotations
 
-import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from .layout import MMaDALayout
 
 #: MMaDA's reserved ids (``training/prompting_utils.py: reserved_token_mapping``) and LLaDA's mask id.
 MMADA_TOKENS = {
@@ -79,7 +79,7 @@ def images_to_pil(images: torch.Tensor, value_range: tuple[float, float]) -> lis
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
-class MMaDABackbone:
+class MMaDABackbone(MMaDALayout):
     """MMaDA text-to-image layout, logit slice and decoding.
 
     Args:
@@ -126,41 +126,10 @@ class MMaDABackbone:
         self.codebook_size = codebook_size
         self.max_text_length = max_text_length
         self.max_prompt_length = max_text_length + 2  # <|t2i|> <bos> text <eos> <|soi|>
+        self.text_budget = max_text_length - 2  # text tokens that fit between <bos> and <eos>
         self._warned = False
 
-    # ------------------------------------------------------------------ prompts
-    def _wrap(self, text_ids: list[int]) -> list[int]:
-        return [self.t2i_id, self.bos_token_id, *text_ids, self.eos_token_id, self.soi_id]
-
-    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
-        budget = self.max_text_length - 2  # text tokens that fit between <bos> and <eos>
-        out = []
-        for text in prompts:
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            if ids and ids[0] == self.bos_token_id:  # a tokenizer that adds <bos> anyway
-                ids = ids[1:]
-            if len(ids) > budget:
-                if not self._warned:
-                    warnings.warn(
-                        f"prompt of {len(ids)} tokens truncated to MMaDA's {budget} (shown once): {text[:80]!r}",
-                        stacklevel=2,
-                    )
-                    self._warned = True
-                ids = ids[:budget]
-            out.append(self._wrap(ids))
-        return out
-
-    def unconditional_prompt(self) -> list[int]:
-        return self._wrap([])
-
     # ------------------------------------------------------------------ model inputs / outputs
-    def build_inputs(self, prompt_ids, prompt_mask, image_ids):
-        B = prompt_ids.shape[0]
-        eoi = torch.full((B, 1), self.eoi_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
-        input_ids = torch.cat([prompt_ids, image_ids.to(prompt_ids.dtype), eoi], dim=1)  # (B, P + N + 1)
-        mask = F.pad(prompt_mask.to(torch.long), (0, image_ids.shape[1] + 1), value=1)  # (B, P + N + 1)
-        return input_ids, mask
-
     def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and padding mask -> (B, L, vocab) logits, called the way MMaDA's code calls the model."""
         if self.attention == "mask":
