@@ -43,14 +43,24 @@ RUNS = [
 PHASES = ("rollout", "old", "ref", "policy")
 
 
+#: evaluation of the base model per (eval seed, split size, images per prompt): the same for every run
+_BASE: dict[tuple, dict] = {}
+
+
 class _Curve(TrainerCallback):
-    """Evaluate every ``every`` rollout batches; keeps (rollouts, train seconds, overall)."""
+    """Evaluate the base model (once per seed, shared by all runs) and then every ``every`` rollout
+    batches; keeps (rollouts, train seconds, overall)."""
 
     def __init__(self, records, every, images_per_prompt, seed):
         self.records, self.every, self.ipp, self.seed = records, every, images_per_prompt, seed
         self.trainer, self.points, self.eval_seconds, self.t0 = None, [], 0.0, None
 
     def on_train_begin(self, args, state, control, **kw):
+        key = (self.seed, len(self.records), self.ipp)
+        if key not in _BASE:
+            _BASE[key] = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
+        base = _BASE[key]
+        self.points.append({"rollouts": 0, "train_seconds": 0.0, "overall": base["overall"], "tags": base["tags"]})
         self.t0 = time.time()
 
     def on_step_end(self, args, state, control, **kw):
@@ -165,14 +175,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke: 2 rollouts, tiny evaluation, one seed")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--rollouts", type=int, default=18, help="rollout batches per run (equal sample budget)")
-    p.add_argument("--eval_every", type=int, default=6, help="evaluate every N rollout batches")
+    p.add_argument("--rollouts", type=int, default=12, help="rollout batches per run (equal sample budget)")
+    p.add_argument("--eval_every", type=int, default=12, help="evaluate every N rollout batches (and the base model once)")
     p.add_argument("--eval_split", default="heldout", choices=["heldout", "validation"])
     p.add_argument("--eval_images_per_prompt", type=int, default=1)
     p.add_argument("--eval_max_prompts", type=int, default=None)
     p.add_argument("--model_name_or_path", default="shapes-mdm")
     p.add_argument("--runs", default=None, help="comma-separated subset, e.g. 'ht,maskgrpo,ht:uniform_credit'")
     p.add_argument("--output_dir", default="outputs/compare_estimators")
+    p.add_argument("--set", dest="overrides", default="{}",
+                   help='JSON of HTGRPOConfig fields applied to every run, e.g. \'{"beta": 0.04}\' (tuning on validation)')
     p.add_argument("--count_only", action="store_true", help="only count passes per rollout batch at K = 6, beta > 0")
     a = p.parse_args(argv)
     if a.count_only:
@@ -182,10 +194,10 @@ def main(argv=None):
         (out / "passes_k6_beta.json").write_text(json.dumps(counts, indent=1))
         print_counts(counts)
         return
-    extra = {}
+    extra = json.loads(a.overrides)
     if a.quick:
         a.seeds, a.rollouts, a.eval_every, a.eval_max_prompts = 1, 1, 1, a.eval_max_prompts or 12
-        extra = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 4,
+        extra = {**extra, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 4,
                  "diffusion_steps": 6, "num_iterations": 3}
     records = list(load_prompts(a.eval_split))[: a.eval_max_prompts]
     runs_wanted = [r for r in RUNS if a.runs is None or (r[0] + (f":{r[1]}" if r[1] else "")) in a.runs.split(",")]

@@ -53,7 +53,7 @@ def test_main_job_smoke_run(tmp_path):
 
 
 def test_compare_estimators_quick(tmp_path):
-    log = run("benchmarks/compare_estimators.py", "--quick", "--output_dir", str(tmp_path))
+    log = run("benchmarks/compare_estimators.py", "--quick", "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}')
     res = json.loads((tmp_path / "estimators.json").read_text())
     runs = {r["estimator"] for r in res["runs"]}
     assert runs == {"ht", "unigrpo", "d1", "maskgrpo", "trace"}
@@ -63,4 +63,9 @@ def test_compare_estimators_quick(tmp_path):
     ht = next(r for r in res["runs"] if r["estimator"] == "ht")
     mg = next(r for r in res["runs"] if r["estimator"] == "maskgrpo")
     assert ht["old_forwards_per_rollout_batch"] == 2.0 and mg["old_forwards_per_rollout_batch"] == 3.0
+    # --set reached every run: beta > 0 adds reference passes (one per context)
+    assert ht["ref_forwards_per_rollout_batch"] == 2.0 and mg["ref_forwards_per_rollout_batch"] == 3.0
+    # every curve starts at the same base-model evaluation (evaluated once, shared by the runs)
+    assert {r["curve"][0]["rollouts"] for r in res["runs"]} == {0}
+    assert len({r["curve"][0]["overall"] for r in res["runs"]}) == 1
     assert (tmp_path / "estimators.png").stat().st_size > 1000 and "rank" in log
