@@ -54,11 +54,14 @@ class _Curve(TrainerCallback):
     def __init__(self, records, every, images_per_prompt, seed):
         self.records, self.every, self.ipp, self.seed = records, every, images_per_prompt, seed
         self.trainer, self.points, self.eval_seconds, self.t0 = None, [], 0.0, None
+        self.base_seconds = 0.0  # base-model evaluation, before training starts
 
     def on_train_begin(self, args, state, control, **kw):
         key = (self.seed, len(self.records), self.ipp)
         if key not in _BASE:
+            t = time.time()
             _BASE[key] = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
+            self.base_seconds = time.time() - t
         base = _BASE[key]
         self.points.append({"rollouts": 0, "train_seconds": 0.0, "overall": base["overall"], "tags": base["tags"]})
         self.t0 = time.time()
@@ -94,7 +97,7 @@ def run_one(model, estimator, ablation, overrides, seed, rollouts, records, ever
     curve.trainer = trainer
     t0 = time.time()
     trainer.train()
-    wall = time.time() - t0 - curve.eval_seconds
+    wall = time.time() - t0 - curve.eval_seconds - curve.base_seconds
     batch = args.per_device_train_batch_size * args.steps_per_generation
     final = curve.points[-1]
     return {"estimator": estimator, "ablation": ablation, "seed": seed, "overall": final["overall"],
@@ -175,6 +178,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke: 2 rollouts, tiny evaluation, one seed")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
     p.add_argument("--rollouts", type=int, default=12, help="rollout batches per run (equal sample budget)")
     p.add_argument("--eval_every", type=int, default=12, help="evaluate every N rollout batches (and the base model once)")
     p.add_argument("--eval_split", default="heldout", choices=["heldout", "validation"])
@@ -207,7 +211,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     results = {"config": {**vars(a), "recipe": {**SHAPES_RL, **extra}}, "runs": []}
     t_all = time.time()
-    for seed in range(a.seeds):
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         for est, abl, ov in runs_wanted:
             if est != "ht" and "num_iterations" in extra:
                 ov = dict(ov)
