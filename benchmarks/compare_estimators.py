@@ -38,7 +38,7 @@ RUNS = [
     ("ht", "no_stages", {"stage_iterations": [SHAPES_RL["num_iterations"], 0, 0]}),
     ("ht", "uniform_credit", {"credit": "uniform"}),
     ("ht", "partition_step", {"partition": "step"}),
-    ("ht", "refine_masked", {"refine_context": "masked"}),
+    ("ht", "refine_sketch", {"refine_context": "sketch"}),
 ]
 PHASES = ("rollout", "old", "ref", "policy")
 

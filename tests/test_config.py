@@ -56,5 +56,5 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
     assert HTGRPOConfig(output_dir=str(tmp_path), report_to="none").credit == "two_level"
     with pytest.raises(ValueError, match=r"trace_block_size=4 belongs to estimator='trace' but estimator='maskgrpo'"):
         HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", trace_block_size=4)
-    with pytest.raises(ValueError, match=r"refine_context='masked' belongs to estimator='ht'"):
-        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="d1", refine_context="masked")
+    with pytest.raises(ValueError, match=r"refine_context='sketch' belongs to estimator='ht'"):
+        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="d1", refine_context="sketch")

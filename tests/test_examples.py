@@ -62,9 +62,9 @@ def test_compare_estimators_quick(tmp_path):
         assert r["old_ref_forwards_per_rollout_batch"] >= 1.0  # K = 3 > 1: old log-probs are needed
     ht = next(r for r in res["runs"] if r["estimator"] == "ht")
     mg = next(r for r in res["runs"] if r["estimator"] == "maskgrpo")
-    assert ht["old_forwards_per_rollout_batch"] == 2.0 and mg["old_forwards_per_rollout_batch"] == 3.0
+    assert ht["old_forwards_per_rollout_batch"] == 1.0 and mg["old_forwards_per_rollout_batch"] == 3.0
     # --set reached every run: beta > 0 adds reference passes (one per context)
-    assert ht["ref_forwards_per_rollout_batch"] == 2.0 and mg["ref_forwards_per_rollout_batch"] == 3.0
+    assert ht["ref_forwards_per_rollout_batch"] == 1.0 and mg["ref_forwards_per_rollout_batch"] == 3.0
     # every curve starts at the same base-model evaluation (evaluated once, shared by the runs)
     assert {r["curve"][0]["rollouts"] for r in res["runs"]} == {0}
     assert len({r["curve"][0]["overall"] for r in res["runs"]}) == 1

@@ -26,7 +26,7 @@ def _history(trainer, key):
 
 def test_first_inner_iteration_has_ratio_one_and_stages_follow_the_schedule(tiny_model_dir, train_dataset, tmp_path):
     # K = 3 inner iterations, one optimizer step each (GA = spg = 1): steps 1-3 reuse one rollout batch.
-    args = fast_args(tmp_path, max_steps=3, learning_rate=5e-2, beta=0.0)
+    args = fast_args(tmp_path, max_steps=3, learning_rate=5e-2, beta=0.0, refine_context="sketch")
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train()
     dev = _history(trainer, "ht/max_abs_log_ratio")
@@ -51,7 +51,7 @@ def test_kl_is_zero_before_the_first_update_with_full_model_reference(tmp_path, 
 
 
 def test_plan_survives_trl_shuffle_and_split(tiny_model_dir, train_dataset, tmp_path):
-    args = fast_args(tmp_path)
+    args = fast_args(tmp_path, refine_context="sketch")  # two contexts: fully masked and sketch
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     rows = [dict(train_dataset[i // 4]) for i in range(8)]  # 2 prompts x 4 generations
     batch = trainer._generate_and_score_completions(rows)
@@ -226,7 +226,7 @@ def test_push_to_hub_uploads_model_tokenizer_and_card(tiny_model_dir, train_data
 
 def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
     # beta > 0 and K = 3 misaligned with GA: old and reference log-probs, two contexts each
-    args = fast_args(tmp_path, max_steps=3, beta=0.1)
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, refine_context="sketch")
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train()
     c = trainer.pass_counts
@@ -238,7 +238,7 @@ def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
 
 @pytest.mark.parametrize(
     "estimator,contexts,policy_per_iter",
-    [("ht", 2, 1), ("maskgrpo", 3, 1), ("unigrpo", 3, 1), ("d1", 3, 1), ("trace", 2, 2)],
+    [("ht", 1, 1), ("maskgrpo", 3, 1), ("unigrpo", 3, 1), ("d1", 3, 1), ("trace", 2, 2)],
 )
 def test_every_estimator_trains_and_counts_its_passes(estimator, contexts, policy_per_iter, tiny_model_dir,
                                                       train_dataset, tmp_path):

@@ -117,8 +117,10 @@ class HTGRPOConfig(GRPOConfig):
         default=0.5, metadata={"help": "Fraction of a stage's candidate tokens that carries loss in an inner iteration. In (0, 1]."}
     )
     refine_context: Literal["sketch", "masked"] = field(
-        default="sketch",
-        metadata={"help": "Context of the refinement stage: 'sketch' (structure revealed: paint given the sketch) or 'masked'."},
+        default="masked",
+        metadata={"help": "Context of the refinement stage: 'masked' (fully masked, as the other stages: one context) or "
+                  "'sketch' (structure revealed: paint given the sketch; two contexts). 'masked' won on the validation "
+                  "split (docs/benchmarks.md)."},
     )
 
     # ---- baselines (each knob belongs to one estimator; giving it with another is an error)
