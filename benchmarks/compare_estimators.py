@@ -224,7 +224,7 @@ def main(argv=None):
             print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
                   f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)
             (out / "estimators.json").write_text(json.dumps(results, indent=1))
-    if not a.quick:
+    if not a.quick and a.runs is None:  # the full comparison also counts passes at K = 6
         results["passes_k6_beta"] = count_passes(a.model_name_or_path)
     results["seconds"] = time.time() - t_all
     (out / "estimators.json").write_text(json.dumps(results, indent=1))

@@ -33,7 +33,7 @@ MAIN_JOB_DEFAULTS = dict(
     max_steps=MAIN_JOB_ROLLOUTS * SHAPES_RL["num_iterations"],
     logging_steps=10,
     save_strategy="steps",
-    save_steps=60,
+    save_steps=3 * SHAPES_RL["num_iterations"],  # a checkpoint every 3 rollout batches (3.3 MB each)
     save_total_limit=2,
     seed=0,
 )
