@@ -213,8 +213,6 @@ def main(argv=None):
     t_all = time.time()
     for seed in range(a.first_seed, a.first_seed + a.seeds):
         for est, abl, ov in runs_wanted:
-            if est != "ht" and "num_iterations" in extra:
-                ov = dict(ov)
             with tempfile.TemporaryDirectory() as d:
                 ov = {k: ([extra.get("num_iterations", SHAPES_RL["num_iterations"]), 0, 0] if k == "stage_iterations" else v)
                       for k, v in ov.items()}

@@ -16,9 +16,7 @@ N, V, T = 144, 13, 4
 PROMPTS = ["a photo of a red square", "a photo of two crosses", "a photo of a circle above a triangle"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _tiny_tensors_one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 @pytest.fixture(scope="module")

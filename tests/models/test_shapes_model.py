@@ -15,9 +15,7 @@ from trl_htgrpo.models.modeling_shapes import sinusoidal_2d
 N = 144
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _tiny_tensors_one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 def small_config(tok, **kw):
