@@ -76,13 +76,20 @@ class _Curve(TrainerCallback):
                                 "overall": res["overall"], "tags": res["tags"]})
 
 
-def per_rollout(trainer, rollouts: int, batch: int) -> dict[str, float]:
-    """Model passes per rollout batch, in full-batch units (sequences / batch size)."""
-    c = trainer.pass_counts
-    out = {f"{p}_forwards_per_rollout_batch": c[f"{p}_forwards"] / rollouts / batch for p in PHASES}
-    out["policy_backwards_per_rollout_batch"] = c["policy_backwards"] / rollouts / batch
-    out["old_ref_forwards_per_rollout_batch"] = out["old_forwards_per_rollout_batch"] + out["ref_forwards_per_rollout_batch"]
-    out["total_forwards_per_rollout_batch"] = sum(out[f"{p}_forwards_per_rollout_batch"] for p in PHASES)
+def pass_figures(trainer, rollouts: int, batch: int) -> dict[str, float]:
+    """Model passes per rollout batch and per optimizer update, in full-batch units (sequences / batch
+    size), split by phase (rollout, old, ref, policy), and the tokens they read per rollout batch."""
+    c, updates = trainer.pass_counts, trainer.state.global_step
+    out = {}
+    for unit, n in (("rollout_batch", rollouts), ("update", updates)):
+        for p in PHASES:
+            out[f"{p}_forwards_per_{unit}"] = c[f"{p}_forwards"] / n / batch
+        out[f"policy_backwards_per_{unit}"] = c["policy_backwards"] / n / batch
+        out[f"old_ref_forwards_per_{unit}"] = out[f"old_forwards_per_{unit}"] + out[f"ref_forwards_per_{unit}"]
+        out[f"total_forwards_per_{unit}"] = sum(out[f"{p}_forwards_per_{unit}"] for p in PHASES)
+    for p in PHASES:
+        out[f"{p}_tokens_per_rollout_batch"] = c[f"{p}_tokens"] / rollouts
+    out["updates_per_rollout_batch"] = updates / rollouts
     return out
 
 
@@ -102,7 +109,7 @@ def run_one(model, estimator, ablation, overrides, seed, rollouts, records, ever
     final = curve.points[-1]
     return {"estimator": estimator, "ablation": ablation, "seed": seed, "overall": final["overall"],
             "tags": final["tags"], "wall_seconds": wall, "rollouts": rollouts, "curve": curve.points,
-            **per_rollout(trainer, rollouts, batch)}
+            **pass_figures(trainer, rollouts, batch)}
 
 
 def count_passes(model, num_iterations=6, beta=0.04):
@@ -116,7 +123,7 @@ def count_passes(model, num_iterations=6, beta=0.04):
                                 save_strategy="no", log_images_steps=0, **kw)
             tr = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"))
             tr.train()
-            out[estimator] = per_rollout(tr, 1, args.per_device_train_batch_size * args.steps_per_generation)
+            out[estimator] = pass_figures(tr, 1, args.per_device_train_batch_size * args.steps_per_generation)
     return out
 
 

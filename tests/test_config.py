@@ -58,3 +58,33 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
         HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", trace_block_size=4)
     with pytest.raises(ValueError, match=r"refine_context='sketch' belongs to estimator='ht'"):
         HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="d1", refine_context="sketch")
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(estimator="maskgrpo", structure_weight=4.0), r"structure_weight=4.0 only acts with credit='two_level'"),
+        (dict(credit="uniform", structure_weight=4.0), r"structure_weight=4.0 only acts with credit='two_level'"),
+        (dict(credit_strength=2.0), r"credit_strength=2.0 only acts with credit='continuous'"),
+        (dict(credit_signal="entropy"), r"credit_signal='entropy' only acts with credit='continuous'"),
+        (dict(structure_fraction=0.2), r"structure_fraction=0.2 only acts with partition='step'"),
+        (dict(partition="step", entropy_threshold=0.3), r"entropy_threshold=0.3 only acts with partition='entropy'"),
+        (dict(estimator="d1", partition="step"), r"partition='step' has no effect with credit='uniform'"),
+        (dict(estimator="unigrpo", unigrpo_num_copies=0), r"unigrpo_num_copies=0 must be >= 1"),
+        (dict(estimator="d1", unigrpo_num_copies=2), r"unigrpo_num_copies=2 belongs to estimator='unigrpo'"),
+    ],
+)
+def test_knobs_that_would_be_ignored_are_errors(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        HTGRPOConfig(output_dir=str(tmp_path), report_to="none", **kw)
+
+
+def test_baselines_have_no_stages_unless_asked_and_resolved_fields_round_trip(tmp_path):
+    c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="unigrpo", unigrpo_mask_range=(0.1, 0.9))
+    assert c.stage_iterations == [3, 0, 0] and c.credit == "uniform" and c.unigrpo_mask_range == [0.1, 0.9]
+    fields = ("estimator", "stage_iterations", "credit", "unigrpo_mask_range", "partition", "structure_weight")
+    again = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", **{f: getattr(c, f) for f in fields})  # e.g. a sweep
+    assert all(getattr(again, f) == getattr(c, f) for f in fields)
+    staged = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", stage_iterations=[1, 1, 1],
+                          partition="step", structure_fraction=0.2)
+    assert (staged.stage_iterations, staged.credit) == ([1, 1, 1], "uniform")  # stages asked for: accepted

@@ -237,13 +237,14 @@ def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "estimator,contexts,policy_per_iter",
-    [("ht", 1, 1), ("maskgrpo", 3, 1), ("unigrpo", 3, 1), ("d1", 3, 1), ("trace", 2, 2)],
+    "estimator,extra,contexts,policy_per_iter",
+    [("ht", {}, 1, 1), ("maskgrpo", {}, 3, 1), ("unigrpo", {}, 3, 1), ("d1", {}, 3, 1), ("trace", {}, 2, 2),
+     ("unigrpo", {"unigrpo_num_copies": 2}, 6, 2)],
 )
-def test_every_estimator_trains_and_counts_its_passes(estimator, contexts, policy_per_iter, tiny_model_dir,
+def test_every_estimator_trains_and_counts_its_passes(estimator, extra, contexts, policy_per_iter, tiny_model_dir,
                                                       train_dataset, tmp_path):
     # K = 3, beta > 0, T = 4: trace has ceil(4 / 2) = 2 blocks, all scored in each iteration
-    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator)
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator, **extra)
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train()
     c, B = trainer.pass_counts, 8
@@ -251,3 +252,56 @@ def test_every_estimator_trains_and_counts_its_passes(estimator, contexts, polic
     assert c["policy_backwards"] == 3 * policy_per_iter * B
     assert _history(trainer, "ht/max_abs_log_ratio")[0] == 0.0  # every estimator: ratio 1 before an update
     assert _history(trainer, "kl")[0] == 0.0
+
+
+@pytest.mark.parametrize("estimator", ["ht", "unigrpo", "d1", "maskgrpo", "trace"])
+def test_old_reference_and_current_passes_read_identical_masks(estimator, tiny_model_dir, train_dataset, tmp_path,
+                                                               monkeypatch):
+    # every model pass is recorded per image (by its drawn tokens): image mask, context index, prompt-mask seed
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    calls, original = [], trainer._context_logps
+
+    def recording(model, prompt_ids, prompt_mask, targets, masked, batch_size, context=0, seeds=None, prob=0.0):
+        phase = "policy" if trainer._active is not None else "old_or_ref"
+        for b in range(targets.shape[0]):
+            calls.append((phase, targets[b].numpy().tobytes(), context, masked[b].clone(), seeds[b], prob))
+        return original(model, prompt_ids, prompt_mask, targets, masked, batch_size, context, seeds, prob)
+
+    monkeypatch.setattr(trainer, "_context_logps", recording)
+    trainer.train()
+    scored = {(c[1], c[2]): c for c in calls if c[0] == "old_or_ref"}
+    policy = [c for c in calls if c[0] == "policy"]
+    assert len(scored) >= 8 and len(policy) >= 3 * 8
+    for _, image, context, masked, seed, prob in policy:
+        _, _, _, masked_old, seed_old, prob_old = scored[(image, context)]
+        assert torch.equal(masked, masked_old) and (seed, prob) == (seed_old, prob_old)
+
+
+def test_a_baseline_follows_a_stage_schedule_when_asked(tiny_model_dir, train_dataset, tmp_path):
+    args = fast_args(tmp_path, max_steps=3, estimator="maskgrpo", stage_iterations=[1, 1, 1])
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train()
+    assert _history(trainer, "ht/stage") == [0.0, 1.0, 2.0]
+    frac = _history(trainer, "ht/loss_token_fraction")
+    structure = _history(trainer, "ht/structure_fraction")[0]
+    # iteration k masks r_k = 0.8, 0.9, 0.999 of the tokens; stages keep the structure, then the refinement part
+    assert frac[0] == pytest.approx(0.8, abs=0.01)
+    assert frac[1] == pytest.approx(0.9 * structure, abs=0.08) and frac[2] == pytest.approx(1 - structure, abs=0.02)
+
+
+def test_pass_counts_per_update_tokens_and_no_evaluation_passes(tiny_model_dir, train_dataset, tmp_path):
+    args = fast_args(tmp_path, max_steps=3, estimator="maskgrpo", eval_strategy="no", per_device_eval_batch_size=8)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset,
+                            eval_dataset=train_dataset.select(range(2)))
+    trainer.train()
+    c, B = dict(trainer.pass_counts), 8
+    P = len(trainer.backbone.encode_prompts([train_dataset[0]["prompt"]])[0])
+    seq = trainer.backbone.build_inputs(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1), torch.zeros(1, 144))[0].shape[1] - 1
+    assert seq == 144 + 1  # image tokens + <|eoi|>
+    assert c["policy_tokens"] % c["policy_forwards"] == 0 and c["policy_tokens"] // c["policy_forwards"] >= P + seq
+    last = [h for h in trainer.state.log_history if "passes/policy_forwards_per_update" in h][-1]
+    assert last["passes/policy_forwards_per_update"] == c["policy_forwards"] / 3 == B  # one context per update
+    assert last["passes/policy_forwards_per_rollout"] == 3 * B
+    trainer.evaluate()  # rollouts and losses of the eval set are not training passes
+    assert dict(trainer.pass_counts) == c

@@ -39,6 +39,9 @@ class HTGRPOConfig(GRPOConfig):
     Parameters of HT-GRPO: `estimator`, `stage_iterations`, `partition`, `structure_fraction`, `entropy_threshold`,
     `credit`, `structure_weight`, `credit_strength`, `credit_signal`, `token_sample_ratio`, `refine_context`.
 
+    Parameters of the baselines (`estimator="unigrpo" | "d1" | "maskgrpo" | "trace"`, each knob belongs to one):
+    `unigrpo_mask_range`, `unigrpo_num_copies`, `d1_prompt_mask_prob`, `maskgrpo_min_mask_rate`, `trace_block_size`.
+
     Logging: `log_images_steps`, `log_images_count`.
     """
 
@@ -84,7 +87,8 @@ class HTGRPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Inner iterations per stage (n_global n_struct n_refine), summing to num_iterations. "
-            "None: split num_iterations evenly (3 -> 1 1 1).",
+            "None: split num_iterations evenly (3 -> 1 1 1) for estimator='ht'; every iteration global (K 0 0), i.e. "
+            "no stage schedule, for the baselines. Given with a baseline, its stages restrict the loss tokens.",
             "nargs": 3,
         },
     )
@@ -128,6 +132,11 @@ class HTGRPOConfig(GRPOConfig):
         default_factory=lambda: [0.1, 0.9],
         metadata={"help": "UniGRPO: per image and iteration t ~ U[lo, hi], each image token masked with probability t.", "nargs": 2},
     )
+    unigrpo_num_copies: int = field(
+        default=1,
+        metadata={"help": "UniGRPO: masked copies per image in every inner iteration, each with its own t; the loss is "
+                  "their mean (M copies cost M policy forwards per iteration and M old / reference forwards each)."},
+    )
     d1_prompt_mask_prob: float = field(
         default=0.15, metadata={"help": "d1: probability of masking each prompt token (image fully masked)."}
     )
@@ -160,10 +169,11 @@ class HTGRPOConfig(GRPOConfig):
             errors.append(f"estimator={self.estimator!r} is unknown; valid estimators: {sorted(ESTIMATORS)}")
         if self.credit is None:
             self.credit = "two_level" if self.estimator == "ht" else "uniform"
-        if self.estimator in ESTIMATORS:
-            from dataclasses import fields as dc_fields
+        self.unigrpo_mask_range = [float(x) for x in self.unigrpo_mask_range]
+        from dataclasses import fields as dc_fields
 
-            defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in dc_fields(self)}
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in dc_fields(self)}
+        if self.estimator in ESTIMATORS:
             for name, est in ESTIMATORS.items():
                 if name == self.estimator:
                     continue
@@ -171,8 +181,9 @@ class HTGRPOConfig(GRPOConfig):
                     if getattr(self, knob) != defaults[knob]:
                         errors.append(f"{knob}={getattr(self, knob)!r} belongs to estimator='{name}' but estimator="
                                       f"'{self.estimator}'; remove it or set estimator='{name}'")
-        if self.stage_iterations is None:
-            self.stage_iterations = default_stage_iterations(self.num_iterations)
+        if self.stage_iterations is None:  # HT-GRPO's three stages; the baselines' single global stage
+            ht = self.estimator == "ht"
+            self.stage_iterations = default_stage_iterations(self.num_iterations) if ht else [self.num_iterations, 0, 0]
         self.stage_iterations = [int(x) for x in self.stage_iterations]
         if len(self.stage_iterations) != 3 or min(self.stage_iterations) < 0:
             errors.append(f"stage_iterations={self.stage_iterations} must be three non-negative ints (n_global, n_struct, n_refine)")
@@ -181,6 +192,22 @@ class HTGRPOConfig(GRPOConfig):
                 f"stage_iterations={self.stage_iterations} sums to {sum(self.stage_iterations)} but num_iterations="
                 f"{self.num_iterations}; make them agree, e.g. stage_iterations={default_stage_iterations(self.num_iterations)}"
             )
+        # HT-GRPO's partition and credit knobs act only in the mode that reads them: given elsewhere -> error
+        for knob, active, mode in (
+            ("structure_weight", self.credit == "two_level", "credit='two_level'"),
+            ("credit_strength", self.credit == "continuous", "credit='continuous'"),
+            ("credit_signal", self.credit == "continuous", "credit='continuous'"),
+            ("structure_fraction", self.partition == "step", "partition='step'"),
+            ("entropy_threshold", self.partition == "entropy", "partition='entropy'"),
+        ):
+            if getattr(self, knob) != defaults[knob] and not active:
+                errors.append(f"{knob}={getattr(self, knob)!r} only acts with {mode}; remove it or set {mode}")
+        uses_partition = self.credit != "uniform" or (len(self.stage_iterations) == 3 and sum(self.stage_iterations[1:]) > 0)
+        if self.partition != defaults["partition"] and not uses_partition:
+            errors.append(f"partition={self.partition!r} has no effect with credit='uniform' and no structure or refinement "
+                          "stage; remove it, or set credit or stage_iterations")
+        if self.unigrpo_num_copies < 1:
+            errors.append(f"unigrpo_num_copies={self.unigrpo_num_copies} must be >= 1")
         lo, hi = self.unigrpo_mask_range
         if not 0 < lo <= hi <= 1:
             errors.append(f"unigrpo_mask_range={self.unigrpo_mask_range} must satisfy 0 < lo <= hi <= 1")

@@ -37,7 +37,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from .backbones import backbone_for
 from .config import HTGRPOConfig
-from .diffusion.estimators import get_estimator, prompt_mask as draw_prompt_mask, sample_seeds
+from .diffusion.estimators import get_estimator, prompt_mask as draw_prompt_mask, restrict_to_stages, sample_seeds
 from .diffusion.sampler import Trajectory, sample_images
 from .hierarchy import credit_weights, partition, stage_schedule
 from .logging_utils import log_image_grid
@@ -154,7 +154,8 @@ class HTGRPOTrainer(GRPOTrainer):
         self.estimator = get_estimator(args.estimator)(args)
         self._pending: dict[str, Any] | None = None  # plan of the rollout batch being scored
         self._active: dict[str, Any] | None = None  # contexts, token_context, seeds during a loss pass
-        self._rollouts = 0
+        self._rollouts = 0  # every rollout batch (seeds the sampler)
+        self._train_rollouts = 0  # training rollout batches (the unit of the pass counts)
         self._last_samples: list = []
         #: cumulative model passes of this process, in sequences (rows) and tokens, by phase
         self.pass_counts: Counter = Counter()
@@ -204,6 +205,7 @@ class HTGRPOTrainer(GRPOTrainer):
         args = self.args
         seed = zlib.crc32(f"{args.seed}-{self.accelerator.process_index}-{self._rollouts}".encode())
         self._rollouts += 1
+        self._train_rollouts += int(self.model.training)
         gen = torch.Generator(device=self.accelerator.device).manual_seed(seed)
         chunk = args.generation_micro_batch_size or len(prompt_ids)
         trajs = []
@@ -219,12 +221,15 @@ class HTGRPOTrainer(GRPOTrainer):
         traj = Trajectory(*(torch.cat([getattr(t, f) for t in trajs]) for f in Trajectory.__dataclass_fields__))
         B = len(prompt_ids)
         rows = args.diffusion_steps * B * (2 if args.guidance_scale != 0.0 else 1)
-        self._count("rollout", rows, rows * (len(prompt_ids[0]) + self.backbone.num_image_tokens + 1))
+        self._count("rollout", rows, rows * self._seq_tokens(max(len(p) for p in prompt_ids)))
         self._logps_calls = 0
         structure = partition(traj.reveal_step, traj.confidence, traj.masked_entropy, args.partition,
                               args.structure_fraction, args.entropy_threshold)  # (B, N)
         seeds = sample_seeds(traj.codes, args.seed)
         plan = self.estimator.plan(traj.codes, structure, seeds, self.num_iterations, traj.reveal_step)
+        stages = stage_schedule(args.stage_iterations)
+        if args.estimator != "ht" and any(st != "global" for st in stages):  # a baseline asked for stages
+            plan = restrict_to_stages(plan, stages, structure)
         weights = credit_weights(structure, traj.reveal_step, traj.entropy, traj.steps, args.credit,
                                  args.structure_weight, args.credit_strength, args.credit_signal)  # (B, N)
         self._pending = {"traj": traj, "structure": structure, "plan": plan, "weights": weights, "seeds": seeds}
@@ -248,16 +253,15 @@ class HTGRPOTrainer(GRPOTrainer):
         out = super()._generate_and_score_completions(inputs)
         pending, self._pending = self._pending, None
         plan, B = pending["plan"], out["completion_ids"].shape[0]
-        K = plan.token_context.shape[1]
-        local = (plan.token_context >= 0).sum(dim=(0, 2)).float()  # (K,)
-        total = self.accelerator.gather(local[None]).sum(0)  # (K,) loss tokens per iteration, all ranks
+        R = plan.token_context.shape[1]  # K * copies loss rows
+        local = (plan.token_context >= 0).sum(dim=(0, 2)).float()  # (R,)
+        total = self.accelerator.gather(local[None]).sum(0)  # (R,) loss tokens per loss row, all ranks
         out["ht_contexts"] = plan.contexts  # (B, C, N)
-        out["ht_token_context"] = plan.token_context  # (B, K, N)
+        out["ht_token_context"] = plan.token_context  # (B, R, N)
         out["ht_weights"] = pending["weights"]  # (B, N)
         out["ht_structure"] = pending["structure"]  # (B, N) bool
         out["ht_seeds"] = torch.tensor(pending["seeds"], dtype=torch.long, device=out["ht_weights"].device)  # (B,)
-        out["ht_prompt_mask_prob"] = torch.full((B,), plan.prompt_mask_prob, device=out["ht_weights"].device)  # (B,)
-        out["ht_items"] = total[None].expand(B, K).contiguous()  # (B, K), same row everywhere
+        out["ht_items"] = total[None].expand(B, R).contiguous()  # (B, R), same row everywhere
         mode = "train" if self.model.training else "eval"
         m = self._metrics[mode]
         m["ht/structure_fraction"].append(self.accelerator.gather(pending["structure"].float().mean()[None]).mean().item())
@@ -302,7 +306,7 @@ class HTGRPOTrainer(GRPOTrainer):
             self._logps_calls += 1
             plan, seeds = self._pending["plan"], self._pending["seeds"]
             contexts = plan.contexts
-            self._count(phase, B * contexts.shape[1], B * contexts.shape[1] * input_ids.shape[1])
+            self._count(phase, B * contexts.shape[1], B * contexts.shape[1] * self._seq_tokens(prompt_ids.shape[1]))
             if contexts.shape[0] != B:
                 raise RuntimeError(f"plan rows {contexts.shape[0]} != batch rows {B}")
             outs = [self._context_logps(model, prompt_ids, prompt_mask, targets, contexts[:, c], batch_size, c, seeds,
@@ -316,7 +320,7 @@ class HTGRPOTrainer(GRPOTrainer):
             if c < 0:
                 continue
             rows = (token_context == c).any(-1).nonzero().squeeze(-1)  # only rows that read context c
-            self._count("policy", rows.numel(), rows.numel() * input_ids.shape[1])
+            self._count("policy", rows.numel(), rows.numel() * self._seq_tokens(prompt_ids.shape[1]))
             lp, en = self._context_logps(model, prompt_ids[rows], prompt_mask[rows], targets[rows],
                                          contexts[rows, c], batch_size, c, [seeds[r] for r in rows.tolist()], prob)
             use = token_context[rows] == c
@@ -329,8 +333,18 @@ class HTGRPOTrainer(GRPOTrainer):
         """TRL computes old log-probs only when generation and optimizer steps are misaligned."""
         return self.args.gradient_accumulation_steps % (self.args.steps_per_generation * self.num_iterations) != 0
 
+    def _seq_tokens(self, prompt_length: int) -> int:
+        """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens: prompt, image
+        and the backbone's special tokens (MMaDA's ``<|eoi|>``, Lumina-DiMOO's row ends and tail)."""
+        bb, z = self.backbone, torch.zeros((1, prompt_length), dtype=torch.long)
+        image = torch.full((1, bb.num_image_tokens), bb.mask_token_id, dtype=torch.long)
+        return bb.build_inputs(z, torch.ones_like(z), image)[0].shape[1]
+
     def _count(self, phase: str, rows: int, tokens: int) -> None:
-        """Count model passes: ``rows`` sequences of ``tokens`` tokens in total (policy passes also backward)."""
+        """Count training model passes: ``rows`` sequences of ``tokens`` tokens in total (policy passes also
+        backward). Evaluation (``eval_dataset``) passes are not counted."""
+        if not self.model.training:
+            return
         self.pass_counts[f"{phase}_forwards"] += rows
         self.pass_counts[f"{phase}_tokens"] += tokens
         if phase == "policy" and torch.is_grad_enabled():
@@ -343,8 +357,15 @@ class HTGRPOTrainer(GRPOTrainer):
         return (self._step // self.args.steps_per_generation) % self.num_iterations
 
     def _compute_loss(self, model, inputs):
+        """GRPO loss of inner iteration k: TRL's, on the tokens and contexts of the plan's row k (the mean
+        over rows k * M .. k * M + M - 1 for M masked copies per image)."""
+        M = self.estimator.copies
         k = self._inner_iteration()
-        contexts, token_context = inputs["ht_contexts"], inputs["ht_token_context"][:, k]  # (B, C, N), (B, N)
+        losses = [self._row_loss(model, inputs, k, k * M + j) for j in range(M)]
+        return losses[0] if M == 1 else torch.stack(losses).mean()
+
+    def _row_loss(self, model, inputs, k: int, row: int):
+        contexts, token_context = inputs["ht_contexts"], inputs["ht_token_context"][:, row]  # (B, C, N), (B, N)
         B, C, N = contexts.shape
         idx = token_context.clamp(min=0)[:, None]  # (B, 1, N)
         stage_inputs = dict(inputs)
@@ -353,9 +374,9 @@ class HTGRPOTrainer(GRPOTrainer):
                 stage_inputs[key] = inputs[key].view(B, C, N).gather(1, idx).squeeze(1)  # (B, N)
         stage_inputs["completion_mask"] = (token_context >= 0).long()  # (B, N) loss tokens of iteration k
         stage_inputs["advantages"] = inputs["advantages"][:, None] * inputs["ht_weights"]  # (B, N)
-        stage_inputs["num_items_in_batch"] = inputs["ht_items"][0, k]
+        stage_inputs["num_items_in_batch"] = inputs["ht_items"][0, row]
         self._active = {"contexts": contexts, "token_context": token_context, "seeds": inputs["ht_seeds"].tolist(),
-                        "prompt_mask_prob": float(inputs["ht_prompt_mask_prob"][0])}
+                        "prompt_mask_prob": self.estimator.prompt_mask_prob}  # a Python float, as for old / ref
         try:
             loss = super()._compute_loss(model, stage_inputs)
         finally:
@@ -369,8 +390,7 @@ class HTGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["ht/approx_kl"].append(self.accelerator.gather(approx_kl[None]).nanmean().item())
             max_lr = log_ratio.abs().max() if log_ratio.numel() else torch.zeros(())
             self._metrics[mode]["ht/max_abs_log_ratio"].append(self.accelerator.gather(max_lr[None]).max().item())
-            if self.args.estimator == "ht":
-                self._metrics[mode]["ht/stage"].append(float(_STAGE_ID[stage_schedule(self.args.stage_iterations)[k]]))
+            self._metrics[mode]["ht/stage"].append(float(_STAGE_ID[stage_schedule(self.args.stage_iterations)[k]]))
             self._metrics[mode]["ht/loss_token_fraction"].append(mask.float().mean().item())
         return loss
 
@@ -382,9 +402,12 @@ class HTGRPOTrainer(GRPOTrainer):
             self._img_step = step
             if self.is_world_process_zero():
                 log_image_grid(self, self._last_samples[: self.args.log_images_count], step)
-        if self.model.training and self._rollouts:
-            for key, value in sorted(self.pass_counts.items()):  # model passes per rollout batch, this process
-                logs[f"passes/{key}_per_rollout"] = value / self._rollouts
+        if self.model.training and self._train_rollouts:
+            updates = self.state.global_step
+            for key, value in sorted(self.pass_counts.items()):  # model passes (and tokens), this process
+                logs[f"passes/{key}_per_rollout"] = value / self._train_rollouts
+                if updates:
+                    logs[f"passes/{key}_per_update"] = value / updates
         super().log(logs, start_time)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):

@@ -60,7 +60,7 @@ def test_unknown_estimator_lists_valid_ones():
 
 
 def _args(**kw):
-    base = dict(unigrpo_mask_range=[0.1, 0.9], d1_prompt_mask_prob=0.15, maskgrpo_min_mask_rate=0.7, trace_block_size=2)
+    base = dict(unigrpo_mask_range=[0.1, 0.9], unigrpo_num_copies=1, d1_prompt_mask_prob=0.15, maskgrpo_min_mask_rate=0.7, trace_block_size=2)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -85,6 +85,38 @@ def test_unigrpo_mask_ratios_lie_in_range_and_change_per_iteration():
     assert frac.min() > 0.3 - 0.1 and frac.max() < 0.5 + 0.1
     assert frac.std() > 0.01  # t differs between images and iterations
     assert not torch.equal(plan.contexts[:, 0], plan.contexts[:, 1])
+    for k in range(3):  # iteration k reads context k, loss exactly on the tokens it masks
+        assert torch.equal(plan.token_context[:, k] == k, plan.contexts[:, k])
+    assert plan.copies == 1 and plan.token_context.shape[1] == 3
+
+
+def test_unigrpo_copies_are_independent_masks_averaged_per_iteration():
+    from trl_htgrpo.diffusion.estimators import UniGRPOEstimator
+
+    codes = torch.randint(0, 13, (4, 400), generator=torch.Generator().manual_seed(0))
+    seeds = sample_seeds(codes, 0)
+    one = UniGRPOEstimator(_args()).plan(codes, None, seeds, 3)
+    two = UniGRPOEstimator(_args(unigrpo_num_copies=2)).plan(codes, None, seeds, 3)
+    assert two.copies == 2 and two.contexts.shape == (4, 6, 400) and two.token_context.shape == (4, 6, 400)
+    assert torch.equal(two.contexts[:, 0::2], one.contexts)  # copy 0 of each iteration: the single-copy masks
+    assert not torch.equal(two.contexts[:, 0::2], two.contexts[:, 1::2])  # copy 1 draws its own
+    for r in range(6):  # loss row r = (iteration r // 2, copy r % 2) reads context r on its masked tokens
+        assert torch.equal(two.token_context[:, r] == r, two.contexts[:, r])
+
+
+def test_baseline_under_a_stage_schedule_keeps_contexts_and_restricts_loss():
+    from trl_htgrpo.diffusion.estimators import MaskGRPOEstimator, restrict_to_stages
+
+    codes = torch.arange(2 * 50).view(2, 50) % 13
+    structure = torch.zeros(2, 50, dtype=torch.bool)
+    structure[:, :20] = True
+    plan = MaskGRPOEstimator(_args()).plan(codes, structure, sample_seeds(codes, 0), 3)
+    staged = restrict_to_stages(plan, ["global", "structure", "refine"], structure)
+    assert torch.equal(staged.contexts, plan.contexts)  # old / reference log-probs unchanged
+    assert torch.equal(staged.token_context[:, 0], plan.token_context[:, 0])  # global: every masked token
+    s, r = staged.token_context[:, 1] >= 0, staged.token_context[:, 2] >= 0
+    assert torch.equal(s, (plan.token_context[:, 1] >= 0) & structure) and s.any()
+    assert torch.equal(r, (plan.token_context[:, 2] >= 0) & ~structure) and r.any()
 
 
 def test_d1_masks_whole_image_and_prompt_tokens_per_context():
@@ -109,3 +141,31 @@ def test_trace_contexts_equal_the_recorded_trajectory():
     # context b = the rollout's state before block b: masked iff revealed in block b or later
     assert plan.contexts[0].int().tolist() == [[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0]]
     assert plan.token_context[0, 0].tolist() == [0, 0, 1, 1, 2, 2, 2, 1] == plan.token_context[0, 1].tolist()
+
+
+def test_trace_contexts_equal_the_states_the_sampler_went_through(tok):
+    """Context b must be the image exactly as the sampler saw it when block b began."""
+    from trl_htgrpo.backbones import ShapesBackbone
+    from trl_htgrpo.diffusion.estimators import TraceEstimator
+    from trl_htgrpo.diffusion.sampler import sample_images
+    from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
+
+    torch.manual_seed(0)
+    model = ShapesDiffusionModel(ShapesDiffusionConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64)).eval()
+    bb, seen = ShapesBackbone(tok), []
+    prompts = bb.encode_prompts(["a photo of a red square", "a photo of two crosses"])
+    forward = bb.forward_logits
+
+    def recording(m, ids, attn):  # the image part of the conditional rows, at every step
+        P = ids.shape[1] - bb.num_image_tokens - 1
+        seen.append(ids[: len(prompts), P : P + bb.num_image_tokens] == bb.mask_token_id)
+        return forward(m, ids, attn)
+
+    bb.forward_logits = recording
+    traj = sample_images(model, bb, prompts, steps=6, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    plan = TraceEstimator(_args(trace_block_size=2)).plan(traj.codes, None, [0, 1], 2, traj.reveal_step)
+    assert len(seen) == 6 and plan.contexts.shape[1] == 3
+    for b in range(3):  # block b = steps 2b, 2b + 1
+        assert torch.equal(plan.contexts[:, b], seen[2 * b])
+        assert torch.equal(plan.token_context[:, 0] == b, seen[2 * b] & ~(seen[2 * b + 2] if b < 2 else torch.zeros_like(seen[0])))

@@ -6,8 +6,9 @@ intractable, so every diffusion-GRPO method scores ``log p(x_i | context)`` of t
 into an :class:`EstimatorPlan`:
 
 * ``contexts`` (B, C, N) bool: the C contexts, True where an image token is masked;
-* ``token_context`` (B, K, N) long: in inner iteration k, the context whose log-prob token i's loss
-  reads (-1: token i carries no loss in iteration k).
+* ``token_context`` (B, K * M, N) long: in inner iteration k and copy j (row k * M + j), the context
+  whose log-prob token i's loss reads (-1: no loss). M = ``copies`` is 1 except for UniGRPO with
+  ``unigrpo_num_copies`` > 1, whose iteration loss is the mean of its M copies' GRPO losses.
 
 Old and reference log-probs are computed once per rollout batch for every context (C forwards each),
 the policy's in iteration k once per context that iteration uses. Plans are stored batch-first in the
@@ -28,14 +29,18 @@ from ..hierarchy import sample_subset, stage_candidates, stage_schedule
 @dataclass
 class EstimatorPlan:
     contexts: torch.Tensor  # (B, C, N) bool, True = masked
-    token_context: torch.Tensor  # (B, K, N) long, -1 = no loss
+    token_context: torch.Tensor  # (B, K * copies, N) long, -1 = no loss
     #: probability of masking each prompt token in every context (d1), drawn by :func:`prompt_mask`
     prompt_mask_prob: float = 0.0
+    #: loss terms per inner iteration (UniGRPO's masked copies per image), averaged
+    copies: int = 1
 
     def __post_init__(self):
         B, C, N = self.contexts.shape
         if self.token_context.shape[0] != B or self.token_context.shape[2] != N:
             raise ValueError(f"token_context {tuple(self.token_context.shape)} does not match contexts {(B, C, N)}")
+        if self.token_context.shape[1] % self.copies:
+            raise ValueError(f"token_context has {self.token_context.shape[1]} rows, not a multiple of copies={self.copies}")
         if int(self.token_context.max()) >= C:
             raise ValueError("token_context names a context that does not exist")
         # a token can only be scored where its context masks it
@@ -70,6 +75,16 @@ class Estimator:
     def __init__(self, args):
         self.args = args
 
+    @property
+    def copies(self) -> int:
+        """Loss terms per inner iteration (rows of ``token_context`` per iteration)."""
+        return 1
+
+    @property
+    def prompt_mask_prob(self) -> float:
+        """Probability of masking each prompt token in every context (d1 only)."""
+        return 0.0
+
     def plan(self, codes: torch.Tensor, structure: torch.Tensor, seeds: list[int], num_iterations: int,
              reveal_step: torch.Tensor | None = None) -> EstimatorPlan:
         """codes, structure, reveal_step: (B, N); seeds: one per image; -> the plan of K iterations."""
@@ -84,12 +99,25 @@ def _random_mask(N: int, n: int, seed: int, device) -> torch.Tensor:
     return m.to(device)
 
 
-def _per_iteration_plan(contexts: list[torch.Tensor]) -> EstimatorPlan:
-    """Context k in iteration k, loss on every token it masks. contexts: K tensors (B, N) bool."""
-    ctx = torch.stack(contexts, dim=1)  # (B, K, N)
-    K = ctx.shape[1]
-    index = torch.arange(K, device=ctx.device)[None, :, None].expand_as(ctx)
-    return EstimatorPlan(ctx, torch.where(ctx, index, -1))
+def _per_iteration_plan(contexts: list[torch.Tensor], copies: int = 1) -> EstimatorPlan:
+    """Context r in loss row r (iteration r // copies), loss on every token it masks.
+    contexts: K * copies tensors (B, N) bool."""
+    ctx = torch.stack(contexts, dim=1)  # (B, K * copies, N)
+    index = torch.arange(ctx.shape[1], device=ctx.device)[None, :, None].expand_as(ctx)
+    return EstimatorPlan(ctx, torch.where(ctx, index, -1), copies=copies)
+
+
+def restrict_to_stages(plan: EstimatorPlan, stages: list[str], structure: torch.Tensor) -> EstimatorPlan:
+    """A baseline under a stage schedule: in iteration k only the tokens of stage k's candidates
+    (all, structure or refinement, :func:`~trl_htgrpo.hierarchy.stage_candidates`) keep their loss;
+    contexts, and so old and reference log-probs, are unchanged. structure: (B, N) bool."""
+    token_context = plan.token_context.clone()  # (B, K * M, N)
+    M = plan.copies
+    for k, stage in enumerate(stages):
+        keep = stage_candidates(stage, structure)[:, None, :]  # (B, 1, N)
+        rows = token_context[:, k * M : (k + 1) * M]
+        token_context[:, k * M : (k + 1) * M] = torch.where(keep, rows, -1)
+    return EstimatorPlan(plan.contexts, token_context, plan.prompt_mask_prob, M)
 
 
 class HTEstimator(Estimator):
@@ -101,11 +129,12 @@ class HTEstimator(Estimator):
     refinement tokens (``refine_context="sketch"``), or the fully masked context (``"masked"``).
     In iteration k a random fraction ``token_sample_ratio`` of the stage's candidates carries loss
     (seeded per image and k). C <= 2 contexts, so old and reference log-probs cost at most two
-    forwards each per rollout batch.
+    forwards each per rollout batch. Source: "Sketch Then Paint" (arXiv 2605.16842), README and
+    method figure; our specification where it is silent: docs/method.md.
     """
 
     name = "ht"
-    knobs = ("stage_iterations", "token_sample_ratio", "refine_context")
+    knobs = ("token_sample_ratio", "refine_context")
 
     def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
         B, N = structure.shape
@@ -123,28 +152,34 @@ class HTEstimator(Estimator):
 
 
 class UniGRPOEstimator(Estimator):
-    """MMaDA's UniGRPO (``Gen-Verse/dLLM-RL: train/rl_mmada.py``, random masking): per image and inner
-    iteration draw ``t ~ U[lo, hi]`` (``unigrpo_mask_range``, default [0.1, 0.9]) and mask each image
-    token with probability t; the loss is on the masked tokens. K contexts, one per iteration."""
+    """MMaDA's UniGRPO (``Gen-Verse/dLLM-RL: train/rl_mmada.py``, random masking): per image, inner
+    iteration and copy draw ``t ~ U[lo, hi]`` (``unigrpo_mask_range``, default [0.1, 0.9]) and mask
+    each image token with probability t; the loss is on the masked tokens, averaged over the
+    ``unigrpo_num_copies`` (M, default 1) copies. K * M contexts, M per iteration."""
 
     name = "unigrpo"
-    knobs = ("unigrpo_mask_range",)
+    knobs = ("unigrpo_mask_range", "unigrpo_num_copies")
+
+    @property
+    def copies(self) -> int:
+        return int(self.args.unigrpo_num_copies)
 
     def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
         B, N = codes.shape
         lo, hi = self.args.unigrpo_mask_range
         contexts = []
-        for k in range(num_iterations):
+        for r in range(num_iterations * self.copies):  # row r = iteration r // M, copy r % M
             rows = []
             for b in range(B):
-                g = torch.Generator().manual_seed((seeds[b] * 31 + k) % (2**63 - 1))
+                key = (r // self.copies) + 1_000_003 * (r % self.copies)  # copy 0: the single-copy masks
+                g = torch.Generator().manual_seed((seeds[b] * 31 + key) % (2**63 - 1))
                 t = lo + (hi - lo) * torch.rand((), generator=g).item()
                 m = torch.rand(N, generator=g) < t
                 if not m.any():
                     m[torch.randint(N, (1,), generator=g)] = True
                 rows.append(m)
             contexts.append(torch.stack(rows).to(codes.device))
-        return _per_iteration_plan(contexts)
+        return _per_iteration_plan(contexts, self.copies)
 
 
 class D1Estimator(Estimator):
@@ -155,10 +190,14 @@ class D1Estimator(Estimator):
     name = "d1"
     knobs = ("d1_prompt_mask_prob",)
 
+    @property
+    def prompt_mask_prob(self) -> float:
+        return float(self.args.d1_prompt_mask_prob)
+
     def plan(self, codes, structure, seeds, num_iterations, reveal_step=None):
         full = torch.ones(codes.shape, dtype=torch.bool, device=codes.device)
         plan = _per_iteration_plan([full] * num_iterations)
-        plan.prompt_mask_prob = self.args.d1_prompt_mask_prob
+        plan.prompt_mask_prob = self.prompt_mask_prob
         return plan
 
 
