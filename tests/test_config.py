@@ -88,3 +88,18 @@ def test_baselines_have_no_stages_unless_asked_and_resolved_fields_round_trip(tm
     staged = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", stage_iterations=[1, 1, 1],
                           partition="step", structure_fraction=0.2)
     assert (staged.stage_iterations, staged.credit) == ([1, 1, 1], "uniform")  # stages asked for: accepted
+
+
+def test_docs_api_lists_every_added_field_with_its_default():
+    import dataclasses
+    from pathlib import Path
+
+    from trl import GRPOConfig
+
+    api = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    base = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for f in dataclasses.fields(HTGRPOConfig):
+        if f.name in base and f.name not in ("num_iterations", "disable_dropout", "bf16"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        assert f"| `{f.name}` | `{default}` |" in api, f"docs/api.md lacks the row of {f.name} (default {default})"
