@@ -133,7 +133,8 @@ def print_counts(counts):
     for est, c in counts.items():
         print(f"  {est:<9} old+ref {c['old_ref_forwards_per_rollout_batch']:5.2f} (ht / this {ht / c['old_ref_forwards_per_rollout_batch']:.2f})"
               f"   rollout {c['rollout_forwards_per_rollout_batch']:6.2f}   policy fwd {c['policy_forwards_per_rollout_batch']:5.2f}"
-              f"   total fwd {c['total_forwards_per_rollout_batch']:6.2f}   bwd {c['policy_backwards_per_rollout_batch']:5.2f}")
+              f"   total fwd {c['total_forwards_per_rollout_batch']:6.2f}   bwd {c['policy_backwards_per_rollout_batch']:5.2f}"
+              f"   | per update: old+ref {c['old_ref_forwards_per_update']:5.2f} policy fwd {c['policy_forwards_per_update']:5.2f}")
 
 
 def plot(runs, path):
