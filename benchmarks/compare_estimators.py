@@ -7,9 +7,10 @@
 From the same base model, training prompts and number of rollout batches, every run trains one
 estimator (or an HT-GRPO ablation) and is evaluated on ``--eval_split`` during and after training.
 Writes ``estimators.json`` (per run: estimator, ablation, seed, overall and per-tag score, wall
-seconds, model passes per rollout batch split by phase, the learning curve), ``estimators.png``
-(overall against rollouts and against wall time) and prints a ranked table (mean and spread over
-seeds). A second section counts passes per rollout batch at num_iterations = 6 with beta > 0.
+seconds, model passes per rollout batch and per optimizer update split by phase, tokens, the
+learning curve), ``estimators.png`` (overall against rollouts and against wall time) and prints a
+ranked table (mean and spread over seeds). A second section counts passes at num_iterations = 6
+with beta > 0. Every run's config is checked before the first one trains.
 """
 
 from __future__ import annotations
@@ -93,11 +94,16 @@ def pass_figures(trainer, rollouts: int, batch: int) -> dict[str, float]:
     return out
 
 
-def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra):
+def run_config(overrides, seed, rollouts, out_dir, extra) -> HTGRPOConfig:
+    """The run's HTGRPOConfig: the recipe, then ``--set``, then the run's own overrides."""
     kw = {**SHAPES_RL, **extra, **overrides}
     K = kw["num_iterations"]
-    args = HTGRPOConfig(output_dir=out_dir, max_steps=rollouts * K, seed=seed, save_strategy="no",
+    return HTGRPOConfig(output_dir=out_dir, max_steps=rollouts * K, seed=seed, save_strategy="no",
                         logging_steps=K, log_images_steps=0, **kw)
+
+
+def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra):
+    args = run_config(overrides, seed, rollouts, out_dir, extra)
     curve = _Curve(records, every, ipp, seed)
     trainer = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"),
                             callbacks=[curve])
@@ -128,7 +134,7 @@ def count_passes(model, num_iterations=6, beta=0.04):
 
 
 def print_counts(counts):
-    print("forward passes per rollout batch at num_iterations=6, beta>0 (full-batch units):")
+    print("forward passes per rollout batch (and per optimizer update) at num_iterations=6, beta>0 (full-batch units):")
     ht = counts["ht"]["old_ref_forwards_per_rollout_batch"]
     for est, c in counts.items():
         print(f"  {est:<9} old+ref {c['old_ref_forwards_per_rollout_batch']:5.2f} (ht / this {ht / c['old_ref_forwards_per_rollout_batch']:.2f})"
@@ -217,13 +223,20 @@ def main(argv=None):
         runs_wanted = [r for r in runs_wanted if not r[1]] or runs_wanted
     out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    K = extra.get("num_iterations", SHAPES_RL["num_iterations"])
+    runs_wanted = [(est, abl, {k: ([K, 0, 0] if k == "stage_iterations" else v) for k, v in ov.items()})
+                   for est, abl, ov in runs_wanted]  # no_stages follows a changed K
+    for est, abl, ov in runs_wanted:  # a --set that one run cannot take fails now, not after an hour
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                run_config(ov, 0, a.rollouts, d, extra)
+        except ValueError as e:
+            raise SystemExit(f"run {est}{':' + abl if abl else ''} rejects --set {a.overrides}: {e}") from None
     results = {"config": {**vars(a), "recipe": {**SHAPES_RL, **extra}}, "runs": []}
     t_all = time.time()
     for seed in range(a.first_seed, a.first_seed + a.seeds):
         for est, abl, ov in runs_wanted:
             with tempfile.TemporaryDirectory() as d:
-                ov = {k: ([extra.get("num_iterations", SHAPES_RL["num_iterations"]), 0, 0] if k == "stage_iterations" else v)
-                      for k, v in ov.items()}
                 r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
                             a.eval_images_per_prompt, d, extra)
             results["runs"].append(r)

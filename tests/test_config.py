@@ -70,6 +70,10 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
         (dict(structure_fraction=0.2), r"structure_fraction=0.2 only acts with partition='step'"),
         (dict(partition="step", entropy_threshold=0.3), r"entropy_threshold=0.3 only acts with partition='entropy'"),
         (dict(estimator="d1", partition="step"), r"partition='step' has no effect with credit='uniform'"),
+        (dict(estimator="unigrpo", entropy_threshold=0.4), r"entropy_threshold=0.4 has no effect with credit='uniform'"),
+        (dict(credit="continuous", stage_iterations=[3, 0, 0], partition="step"),
+         r"partition='step' has no effect with credit='continuous'"),
+        (dict(stage_iterations=[3, 0, 0], refine_context="sketch"), r"refine_context='sketch' has no effect without a refinement stage"),
         (dict(estimator="unigrpo", unigrpo_num_copies=0), r"unigrpo_num_copies=0 must be >= 1"),
         (dict(estimator="d1", unigrpo_num_copies=2), r"unigrpo_num_copies=2 belongs to estimator='unigrpo'"),
     ],
@@ -90,7 +94,7 @@ def test_baselines_have_no_stages_unless_asked_and_resolved_fields_round_trip(tm
     assert (staged.stage_iterations, staged.credit) == ([1, 1, 1], "uniform")  # stages asked for: accepted
 
 
-def test_docs_api_lists_every_added_field_with_its_default():
+def test_docs_api_lists_every_added_field_with_its_default_and_help():
     import dataclasses
     from pathlib import Path
 
@@ -102,4 +106,5 @@ def test_docs_api_lists_every_added_field_with_its_default():
         if f.name in base and f.name not in ("num_iterations", "disable_dropout", "bf16"):
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        assert f"| `{f.name}` | `{default}` |" in api, f"docs/api.md lacks the row of {f.name} (default {default})"
+        row = f"| `{f.name}` | `{default}` | {f.metadata.get('help', '')} |"
+        assert row in api, f"docs/api.md lacks the row of {f.name}, or it differs from the config: {row}"

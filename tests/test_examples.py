@@ -69,3 +69,16 @@ def test_compare_estimators_quick(tmp_path):
     assert {r["curve"][0]["rollouts"] for r in res["runs"]} == {0}
     assert len({r["curve"][0]["overall"] for r in res["runs"]}) == 1
     assert (tmp_path / "estimators.png").stat().st_size > 1000 and "rank" in log
+    assert mg["policy_forwards_per_update"] == 1.0 and mg["updates_per_rollout_batch"] == 3.0
+    assert mg["old_tokens_per_rollout_batch"] > 0
+
+
+def test_compare_estimators_checks_every_run_before_training(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match=r"(?s)run unigrpo rejects --set .*structure_weight=4.0 only acts with credit='two_level'"):
+        bench.main(["--set", '{"structure_weight": 4.0}', "--output_dir", str(tmp_path)])
+    assert not (tmp_path / "estimators.json").exists()  # nothing trained

@@ -254,11 +254,15 @@ def test_every_estimator_trains_and_counts_its_passes(estimator, extra, contexts
     assert _history(trainer, "kl")[0] == 0.0
 
 
-@pytest.mark.parametrize("estimator", ["ht", "unigrpo", "d1", "maskgrpo", "trace"])
-def test_old_reference_and_current_passes_read_identical_masks(estimator, tiny_model_dir, train_dataset, tmp_path,
+@pytest.mark.parametrize(
+    "estimator,extra",
+    [("ht", {}), ("unigrpo", {}), ("d1", {}), ("maskgrpo", {}), ("trace", {}), ("unigrpo", {"unigrpo_num_copies": 2}),
+     ("maskgrpo", {"stage_iterations": [1, 1, 1]})],
+)
+def test_old_reference_and_current_passes_read_identical_masks(estimator, extra, tiny_model_dir, train_dataset, tmp_path,
                                                                monkeypatch):
     # every model pass is recorded per image (by its drawn tokens): image mask, context index, prompt-mask seed
-    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator)
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator, **extra)
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     calls, original = [], trainer._context_logps
 
@@ -290,18 +294,46 @@ def test_a_baseline_follows_a_stage_schedule_when_asked(tiny_model_dir, train_da
     assert frac[1] == pytest.approx(0.9 * structure, abs=0.08) and frac[2] == pytest.approx(1 - structure, abs=0.02)
 
 
-def test_pass_counts_per_update_tokens_and_no_evaluation_passes(tiny_model_dir, train_dataset, tmp_path):
-    args = fast_args(tmp_path, max_steps=3, estimator="maskgrpo", eval_strategy="no", per_device_eval_batch_size=8)
+def test_pass_counts_per_update_tokens_and_no_evaluation_passes(tiny_model_dir, train_dataset, tmp_path, monkeypatch):
+    args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator="maskgrpo", eval_strategy="no",
+                     per_device_eval_batch_size=8, generation_micro_batch_size=4)
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset,
                             eval_dataset=train_dataset.select(range(2)))
+    fed, build = [0], trainer.backbone.build_inputs
+
+    def recording(prompt_ids, prompt_mask, image_ids):  # every token any model pass reads
+        ids, attn = build(prompt_ids, prompt_mask, image_ids)
+        if prompt_ids.shape[0] > 1 or prompt_ids.any():  # not the pass counter's own 1-row length probe
+            fed[0] += ids.numel()
+        return ids, attn
+
+    monkeypatch.setattr(trainer.backbone, "build_inputs", recording)
     trainer.train()
     c, B = dict(trainer.pass_counts), 8
-    P = len(trainer.backbone.encode_prompts([train_dataset[0]["prompt"]])[0])
-    seq = trainer.backbone.build_inputs(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1), torch.zeros(1, 144))[0].shape[1] - 1
-    assert seq == 144 + 1  # image tokens + <|eoi|>
-    assert c["policy_tokens"] % c["policy_forwards"] == 0 and c["policy_tokens"] // c["policy_forwards"] >= P + seq
+    assert sum(c[f"{p}_tokens"] for p in ("rollout", "old", "ref", "policy")) == fed[0]  # padding and <|eoi|> included
     last = [h for h in trainer.state.log_history if "passes/policy_forwards_per_update" in h][-1]
     assert last["passes/policy_forwards_per_update"] == c["policy_forwards"] / 3 == B  # one context per update
     assert last["passes/policy_forwards_per_rollout"] == 3 * B
     trainer.evaluate()  # rollouts and losses of the eval set are not training passes
+    assert trainer._rollouts == 2 and trainer._train_rollouts == 1  # evaluation did draw a rollout batch
     assert dict(trainer.pass_counts) == c
+
+
+def test_pass_counts_per_update_after_resuming(tiny_model_dir, train_dataset, tmp_path):
+    args = fast_args(tmp_path, max_steps=3, save_strategy="steps", save_steps=3)
+    HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset).train()
+    args = fast_args(tmp_path, max_steps=6, save_strategy="no")
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    per_update = _history(trainer, "passes/policy_forwards_per_update")
+    assert per_update and per_update[-1] == 8  # counted from the resumed step 3, not from step 0
+
+
+def test_copies_average_their_losses(tiny_model_dir, train_dataset, tmp_path, monkeypatch):
+    args = fast_args(tmp_path, estimator="unigrpo", unigrpo_num_copies=2)
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
+    rows = []
+    monkeypatch.setattr(trainer, "_row_loss", lambda model, inputs, k, row: rows.append((k, row)) or torch.tensor(float(row)))
+    trainer.model.train()
+    trainer._step = 1  # inner iteration 1 (GA = spg = 1): loss rows 2 and 3
+    assert trainer._compute_loss(trainer.model, {}).item() == 2.5 and rows == [(1, 2), (1, 3)]

@@ -56,7 +56,7 @@ class HTGRPOConfig(GRPOConfig):
     )
     bf16: bool | None = field(
         default=None,
-        metadata={"help": "bf16 mixed precision. None: on when a CUDA device is present, off on CPU."},
+        metadata={"help": "bf16 mixed precision. None: on when a CUDA device is present, off on CPU (TRL's True fails on CPU)."},
     )
 
     # ---- sampler
@@ -134,8 +134,9 @@ class HTGRPOConfig(GRPOConfig):
     )
     unigrpo_num_copies: int = field(
         default=1,
-        metadata={"help": "UniGRPO: masked copies per image in every inner iteration, each with its own t; the loss is "
-                  "their mean (M copies cost M policy forwards per iteration and M old / reference forwards each)."},
+        metadata={"help": "UniGRPO: masked copies M per image in every inner iteration, each with its own t; the loss is "
+                  "their mean. Costs K*M old and K*M reference forwards per rollout batch and M policy forwards and "
+                  "backwards per iteration, and keeps M graphs (activation memory) until the backward."},
     )
     d1_prompt_mask_prob: float = field(
         default=0.15, metadata={"help": "d1: probability of masking each prompt token (image fully masked)."}
@@ -202,10 +203,18 @@ class HTGRPOConfig(GRPOConfig):
         ):
             if getattr(self, knob) != defaults[knob] and not active:
                 errors.append(f"{knob}={getattr(self, knob)!r} only acts with {mode}; remove it or set {mode}")
-        uses_partition = self.credit != "uniform" or (len(self.stage_iterations) == 3 and sum(self.stage_iterations[1:]) > 0)
-        if self.partition != defaults["partition"] and not uses_partition:
-            errors.append(f"partition={self.partition!r} has no effect with credit='uniform' and no structure or refinement "
-                          "stage; remove it, or set credit or stage_iterations")
+        staged = len(self.stage_iterations) == 3 and sum(self.stage_iterations[1:]) > 0
+        if self.credit != "two_level" and not staged:  # nothing reads the structure/refinement partition
+            for knob in ("partition", "structure_fraction", "entropy_threshold"):
+                if getattr(self, knob) != defaults[knob]:
+                    errors.append(f"{knob}={getattr(self, knob)!r} has no effect with credit={self.credit!r} and no "
+                                  "structure or refinement stage; remove it, or set credit='two_level' or stage_iterations")
+        if self.refine_context != defaults["refine_context"] and len(self.stage_iterations) == 3 and not self.stage_iterations[2]:
+            errors.append(f"refine_context={self.refine_context!r} has no effect without a refinement stage "
+                          f"(stage_iterations={self.stage_iterations}); remove it or give the refinement stage iterations")
+        if self.unigrpo_num_copies > 1 and getattr(self, "use_adaptive_entropy", False):
+            errors.append("use_adaptive_entropy=True with unigrpo_num_copies > 1 would update the entropy coefficient once "
+                          "per copy; use one or the other")
         if self.unigrpo_num_copies < 1:
             errors.append(f"unigrpo_num_copies={self.unigrpo_num_copies} must be >= 1")
         lo, hi = self.unigrpo_mask_range

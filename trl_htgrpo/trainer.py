@@ -14,7 +14,8 @@ Thin glue over TRL 1.16 (pinned: the overrides touch private methods). What is o
   they are needed and which reference (frozen copy or disabled PEFT adapter) to use.
 * ``_generate_and_score_completions``: stores the plan batch-first in the generation batch.
 * ``_compute_loss``: selects inner iteration k's tokens, contexts and per-token advantages
-  ``A_g * w_{g,i}`` (B, N), then TRL's ``_compute_loss`` applies its clipped surrogate, loss types and KL.
+  ``A_g * w_{g,i}`` (B, N), then TRL's ``_compute_loss`` applies its clipped surrogate, loss types and KL
+  (once per masked copy with UniGRPO's ``unigrpo_num_copies`` > 1, averaged).
 Everything else (rewards, group advantages, buffering, loss types, PEFT, DeepSpeed, checkpoints,
 logging) is TRL's.
 """
@@ -156,6 +157,7 @@ class HTGRPOTrainer(GRPOTrainer):
         self._active: dict[str, Any] | None = None  # contexts, token_context, seeds during a loss pass
         self._rollouts = 0  # every rollout batch (seeds the sampler)
         self._train_rollouts = 0  # training rollout batches (the unit of the pass counts)
+        self._first_update = 0  # global_step when counting began (a resumed run starts above 0)
         self._last_samples: list = []
         #: cumulative model passes of this process, in sequences (rows) and tokens, by phase
         self.pass_counts: Counter = Counter()
@@ -205,23 +207,29 @@ class HTGRPOTrainer(GRPOTrainer):
         args = self.args
         seed = zlib.crc32(f"{args.seed}-{self.accelerator.process_index}-{self._rollouts}".encode())
         self._rollouts += 1
-        self._train_rollouts += int(self.model.training)
+        if self.model.training:
+            if not self._train_rollouts:  # pass counts start here, also when resuming from a checkpoint
+                self._first_update = self.state.global_step
+            self._train_rollouts += 1
         gen = torch.Generator(device=self.accelerator.device).manual_seed(seed)
         chunk = args.generation_micro_batch_size or len(prompt_ids)
+        cfg = args.guidance_scale != 0.0
         trajs = []
         with unwrap_model_for_generation(
             self.model_wrapped, self.accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation
         ) as unwrapped:
             for i in range(0, len(prompt_ids), chunk):
+                part = prompt_ids[i : i + chunk]
                 trajs.append(sample_images(
-                    unwrapped, self.backbone, prompt_ids[i : i + chunk], steps=args.diffusion_steps,
+                    unwrapped, self.backbone, part, steps=args.diffusion_steps,
                     guidance_scale=args.guidance_scale, temperature=args.temperature,
                     reveal_noise=args.reveal_noise, schedule=args.mask_schedule, generator=gen,
                 ))
+                # T steps of the chunk's rows (twice with guidance), padded to its longest prompt
+                rows = args.diffusion_steps * len(part) * (2 if cfg else 1)
+                longest = max(len(p) for p in list(part) + ([self.backbone.unconditional_prompt()] if cfg else []))
+                self._count("rollout", rows, rows * self._seq_tokens(longest))
         traj = Trajectory(*(torch.cat([getattr(t, f) for t in trajs]) for f in Trajectory.__dataclass_fields__))
-        B = len(prompt_ids)
-        rows = args.diffusion_steps * B * (2 if args.guidance_scale != 0.0 else 1)
-        self._count("rollout", rows, rows * self._seq_tokens(max(len(p) for p in prompt_ids)))
         self._logps_calls = 0
         structure = partition(traj.reveal_step, traj.confidence, traj.masked_entropy, args.partition,
                               args.structure_fraction, args.entropy_threshold)  # (B, N)
@@ -403,7 +411,7 @@ class HTGRPOTrainer(GRPOTrainer):
             if self.is_world_process_zero():
                 log_image_grid(self, self._last_samples[: self.args.log_images_count], step)
         if self.model.training and self._train_rollouts:
-            updates = self.state.global_step
+            updates = self.state.global_step - self._first_update
             for key, value in sorted(self.pass_counts.items()):  # model passes (and tokens), this process
                 logs[f"passes/{key}_per_rollout"] = value / self._train_rollouts
                 if updates:
@@ -418,8 +426,9 @@ class HTGRPOTrainer(GRPOTrainer):
         a = self.args
         fields = ["estimator", "num_iterations", "stage_iterations", "partition", "structure_fraction",
                   "entropy_threshold", "credit", "structure_weight", "credit_strength", "token_sample_ratio",
-                  "refine_context", "diffusion_steps", "guidance_scale", "mask_schedule", "num_generations",
-                  "beta", "loss_type", "epsilon", "learning_rate"]
+                  "refine_context", *self.estimator.knobs, "diffusion_steps", "guidance_scale", "mask_schedule",
+                  "num_generations", "beta", "loss_type", "epsilon", "learning_rate"]
+        fields = list(dict.fromkeys(fields))
         rows = "\n".join(f"| `{f}` | `{getattr(a, f)}` |" for f in fields)
         with open(path, "a") as fh:
             fh.write(
