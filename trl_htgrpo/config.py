@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Literal
 
 from trl import GRPOConfig
@@ -171,9 +171,7 @@ class HTGRPOConfig(GRPOConfig):
         if self.credit is None:
             self.credit = "two_level" if self.estimator == "ht" else "uniform"
         self.unigrpo_mask_range = [float(x) for x in self.unigrpo_mask_range]
-        from dataclasses import fields as dc_fields
-
-        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in dc_fields(self)}
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in fields(self)}
         if self.estimator in ESTIMATORS:
             for name, est in ESTIMATORS.items():
                 if name == self.estimator:

@@ -153,6 +153,11 @@ class HTGRPOTrainer(GRPOTrainer):
             peft_config = copy.copy(peft_config)
             peft_config.task_type = None
         self.estimator = get_estimator(args.estimator)(args)
+        # tokens every model input row adds to its prompt: the image and the backbone's special tokens
+        # (MMaDA's <|eoi|>, Lumina-DiMOO's row ends and tail); measured once on an empty prompt
+        empty = torch.zeros((1, 0), dtype=torch.long)
+        image = torch.full((1, self.backbone.num_image_tokens), self.backbone.mask_token_id, dtype=torch.long)
+        self._row_overhead = self.backbone.build_inputs(empty, empty, image)[0].shape[1]
         self._pending: dict[str, Any] | None = None  # plan of the rollout batch being scored
         self._active: dict[str, Any] | None = None  # contexts, token_context, seeds during a loss pass
         self._rollouts = 0  # every rollout batch (seeds the sampler)
@@ -342,11 +347,8 @@ class HTGRPOTrainer(GRPOTrainer):
         return self.args.gradient_accumulation_steps % (self.args.steps_per_generation * self.num_iterations) != 0
 
     def _seq_tokens(self, prompt_length: int) -> int:
-        """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens: prompt, image
-        and the backbone's special tokens (MMaDA's ``<|eoi|>``, Lumina-DiMOO's row ends and tail)."""
-        bb, z = self.backbone, torch.zeros((1, prompt_length), dtype=torch.long)
-        image = torch.full((1, bb.num_image_tokens), bb.mask_token_id, dtype=torch.long)
-        return bb.build_inputs(z, torch.ones_like(z), image)[0].shape[1]
+        """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens."""
+        return prompt_length + self._row_overhead
 
     def _count(self, phase: str, rows: int, tokens: int) -> None:
         """Count training model passes: ``rows`` sequences of ``tokens`` tokens in total (policy passes also

@@ -169,9 +169,9 @@ class UniGRPOEstimator(Estimator):
         lo, hi = self.args.unigrpo_mask_range
         contexts = []
         for r in range(num_iterations * self.copies):  # row r = iteration r // M, copy r % M
+            key = (r // self.copies) + 1_000_003 * (r % self.copies)  # copy 0: the single-copy masks
             rows = []
             for b in range(B):
-                key = (r // self.copies) + 1_000_003 * (r % self.copies)  # copy 0: the single-copy masks
                 g = torch.Generator().manual_seed((seeds[b] * 31 + key) % (2**63 - 1))
                 t = lo + (hi - lo) * torch.rand((), generator=g).item()
                 m = torch.rand(N, generator=g) < t
