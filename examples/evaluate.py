@@ -17,7 +17,7 @@ from pathlib import Path
 from trl_htgrpo.backbones import backbone_for
 from trl_htgrpo.evaluation import evaluate_model, image_grid
 from trl_htgrpo.toy import load_prompts
-from trl_htgrpo.toy.pretrained import load_base_model
+from trl_htgrpo.toy.bundled import load_base_model
 from trl_htgrpo.toy.recipes import SHAPES_RL
 
 

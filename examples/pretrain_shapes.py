@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from trl_htgrpo.backbones import backbone_for
-from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
+from trl_htgrpo.toy import ShapesDiffusionConfig, ShapesDiffusionModel
 from trl_htgrpo.toy.pretrain import PretrainArgs, pretrain
-from trl_htgrpo.toy.pretrained import BUNDLED_DIR
+from trl_htgrpo.toy.bundled import BUNDLED_DIR
 from trl_htgrpo.toy.tokenizer import build_tokenizer
 
 

@@ -12,7 +12,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def make_tiny_model(seed: int = 0, hidden_size: int = 32):
-    from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
+    from trl_htgrpo.toy import ShapesDiffusionConfig, ShapesDiffusionModel
     from trl_htgrpo.toy.tokenizer import build_tokenizer
 
     tok = build_tokenizer()

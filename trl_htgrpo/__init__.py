@@ -3,12 +3,13 @@
 __version__ = "0.1.0"
 
 from . import models  # noqa: F401  (registers the Auto classes)
-from .backbones import Backbone, ShapesBackbone, backbone_for, register_backbone
+from .backbones import Backbone, backbone_for, register_backbone
 from .config import HTGRPOConfig
-from .rewards import GenEvalReward, ShapesDetector
+from .plugins import load_plugins, register_model_name
+from .rewards import GenEvalReward, register_detector
 from .trainer import HTGRPOTrainer
 
 __all__ = [
-    "HTGRPOConfig", "HTGRPOTrainer", "Backbone", "ShapesBackbone", "backbone_for", "register_backbone",
-    "GenEvalReward", "ShapesDetector",
+    "HTGRPOConfig", "HTGRPOTrainer", "Backbone", "backbone_for", "register_backbone", "register_model_name",
+    "register_detector", "load_plugins", "GenEvalReward",
 ]

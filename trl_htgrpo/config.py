@@ -1,22 +1,21 @@
-"""HTGRPOConfig: TRL's GRPOConfig plus the sampler and HT-GRPO fields."""
+"""HTGRPOConfig: TRL's GRPOConfig plus the sampler and HT-GRPO fields.
+
+The choices of ``estimator``, ``partition`` and ``credit``, and the checks of the knobs each choice reads, come
+from the rule registries (:mod:`trl_htgrpo.registry`): a rule registered there is a valid choice here.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Literal
 
 from trl import GRPOConfig
 
 from .diffusion.estimators import ESTIMATORS
 from .diffusion.schedules import SCHEDULES
-
-
-def default_stage_iterations(num_iterations: int) -> list[int]:
-    """Split K inner iterations as evenly as possible into (global, structure, refine), the
-    remainder going to global first, then structure: 1 -> (1, 0, 0), 3 -> (1, 1, 1), 4 -> (2, 1, 1)."""
-    base, rem = divmod(num_iterations, 3)
-    return [base + (rem > 0), base + (rem > 1), base]
-
+from .diffusion.unmasking import SAMPLERS
+from .hierarchy import CREDITS, PARTITIONS, STAGES, default_stage_iterations, stage_schedule
 
 @dataclass
 class HTGRPOConfig(GRPOConfig):
@@ -60,19 +59,27 @@ class HTGRPOConfig(GRPOConfig):
     )
 
     # ---- sampler
-    diffusion_steps: int = field(
-        default=12, metadata={"help": "Unmasking steps T per image. MMaDA uses 12 to 15, Lumina-DiMOO 64."}
+    sampler: str | None = field(
+        default=None,
+        metadata={"help": "Unmasking rule of the rollouts: 'mmada' or 'lumina_dimoo' (each family's published loop, "
+                  "exactly) or 'maskgit' (the shapes world's). None: the backbone's own.", "choices": sorted(SAMPLERS)},
     )
-    guidance_scale: float = field(
-        default=3.5,
-        metadata={"help": "Classifier-free guidance w in (1 + w) cond - w uncond during rollouts (MMaDA: 3.5). 0 disables it."},
+    diffusion_steps: int | None = field(
+        default=None, metadata={"help": "Unmasking steps T per image. None: the backbone's (MMaDA 15, Lumina-DiMOO 64, shapes 12)."}
+    )
+    guidance_scale: float | None = field(
+        default=None,
+        metadata={"help": "Classifier-free guidance w in (1 + w) cond - w uncond during rollouts. 0 disables it. "
+                  "None: the backbone's (MMaDA 3.5, Lumina-DiMOO 4.0, shapes 2.0)."},
     )
     mask_schedule: str = field(
         default="cosine", metadata={"help": "Mask schedule of the sampler.", "choices": sorted(SCHEDULES)}
     )
     reveal_noise: float = field(
         default=1.0,
-        metadata={"help": "Scale of the Gumbel noise added to confidences when choosing tokens to reveal, annealed by (1 - t/T) (MMaDA's temperature)."},
+        metadata={"help": "Scale s of the Gumbel noise added to confidences when choosing tokens to reveal (MMaDA's "
+                  "and Lumina-DiMOO's `temperature`): compounded by (1 - (t+1)/T) each step with sampler='mmada', "
+                  "constant with 'lumina_dimoo', annealed linearly with 'maskgit'."},
     )
     generation_micro_batch_size: int | None = field(
         default=None, metadata={"help": "Images sampled per forward batch during rollouts. None: the whole local generation batch."}
@@ -92,10 +99,11 @@ class HTGRPOConfig(GRPOConfig):
             "nargs": 3,
         },
     )
-    partition: Literal["entropy", "step"] = field(
+    partition: str = field(
         default="entropy",
         metadata={"help": "Structure/refinement split of each image's tokens: 'entropy' (boundary where the mean masked "
-                  "entropy falls below entropy_threshold x its start value) or 'step' (first structure_fraction of reveal order)."},
+                  "entropy falls below entropy_threshold x its start value) or 'step' (first structure_fraction of reveal order).",
+                  "choices": sorted(PARTITIONS)},
     )
     structure_fraction: float = field(
         default=0.3, metadata={"help": "Fraction of tokens, in reveal order, that are structure with partition='step'. In (0, 1)."}
@@ -103,10 +111,10 @@ class HTGRPOConfig(GRPOConfig):
     entropy_threshold: float = field(
         default=0.5, metadata={"help": "Relative entropy level that ends the structure phase with partition='entropy'. In (0, 1)."}
     )
-    credit: Literal["uniform", "two_level", "continuous"] | None = field(
+    credit: str | None = field(
         default=None,
         metadata={"help": "Hierarchical credit assignment: per-token advantage A_g * w_i with w of mean 1 per image. "
-                  "None: 'two_level' for estimator='ht', 'uniform' for the baselines."},
+                  "None: 'two_level' for estimator='ht', 'uniform' for the baselines.", "choices": sorted(CREDITS)},
     )
     structure_weight: float = field(
         default=2.0, metadata={"help": "w on structure tokens (before rescaling to mean 1) with credit='two_level'. >= 1 favours layout."}
@@ -114,13 +122,13 @@ class HTGRPOConfig(GRPOConfig):
     credit_strength: float = field(
         default=1.0, metadata={"help": "lambda in w = 1 + lambda * phi with credit='continuous'."}
     )
-    credit_signal: Literal["earliness", "entropy"] = field(
+    credit_signal: str = field(
         default="earliness", metadata={"help": "phi with credit='continuous': earliness of reveal or entropy at reveal."}
     )
     token_sample_ratio: float = field(
         default=0.5, metadata={"help": "Fraction of a stage's candidate tokens that carries loss in an inner iteration. In (0, 1]."}
     )
-    refine_context: Literal["sketch", "masked"] = field(
+    refine_context: str = field(
         default="masked",
         metadata={"help": "Context of the refinement stage: 'masked' (fully masked, as the other stages: one context) or "
                   "'sketch' (structure revealed: paint given the sketch; two contexts). 'masked' won on the validation "
@@ -134,9 +142,10 @@ class HTGRPOConfig(GRPOConfig):
     )
     unigrpo_num_copies: int = field(
         default=1,
-        metadata={"help": "UniGRPO: masked copies M per image in every inner iteration, each with its own t; the loss is "
-                  "their mean. Costs K*M old and K*M reference forwards per rollout batch and M policy forwards and "
-                  "backwards per iteration, and keeps M graphs (activation memory) until the backward."},
+        metadata={"help": "UniGRPO: masked copies M per image in every inner iteration, each with its own t; the iteration's "
+                  "loss is one GRPO loss over every (copy, token) pair. Costs K*M old and K*M reference forwards per rollout "
+                  "batch and M policy forwards and backwards per iteration, and keeps M graphs (activation memory) until "
+                  "the backward."},
     )
     d1_prompt_mask_prob: float = field(
         default=0.15, metadata={"help": "d1: probability of masking each prompt token (image fully masked)."}
@@ -155,8 +164,6 @@ class HTGRPOConfig(GRPOConfig):
     log_images_count: int = field(default=16, metadata={"help": "Images in each logged grid."})
 
     def __post_init__(self):
-        import os
-
         import torch
 
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
@@ -165,85 +172,72 @@ class HTGRPOConfig(GRPOConfig):
             self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and not self.use_cpu and not self.fp16)
-        errors = []
-        if self.estimator not in ESTIMATORS:
-            errors.append(f"estimator={self.estimator!r} is unknown; valid estimators: {sorted(ESTIMATORS)}")
-        if self.credit is None:
-            self.credit = "two_level" if self.estimator == "ht" else "uniform"
         self.unigrpo_mask_range = [float(x) for x in self.unigrpo_mask_range]
+        errors = self._errors()
+        if errors:
+            raise ValueError("Invalid HTGRPOConfig:\n  - " + "\n  - ".join(errors))
+        super().__post_init__()
+        if self.pad_to_multiple_of is not None:  # "auto" pads on Neuron devices
+            raise ValueError(f"pad_to_multiple_of={self.pad_to_multiple_of} (from 'auto' on this device) would pad "
+                             "images beyond their fixed length; set pad_to_multiple_of=None")
+
+    def _errors(self) -> list[str]:
+        """Every problem of the HT-GRPO fields, each naming the field and the fix."""
         defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in fields(self)}
-        if self.estimator in ESTIMATORS:
-            for name, est in ESTIMATORS.items():
-                if name == self.estimator:
-                    continue
-                for knob in est.knobs:
-                    if getattr(self, knob) != defaults[knob]:
-                        errors.append(f"{knob}={getattr(self, knob)!r} belongs to estimator='{name}' but estimator="
-                                      f"'{self.estimator}'; remove it or set estimator='{name}'")
-        if self.stage_iterations is None:  # HT-GRPO's three stages; the baselines' single global stage
-            ht = self.estimator == "ht"
-            self.stage_iterations = default_stage_iterations(self.num_iterations) if ht else [self.num_iterations, 0, 0]
+        errors = []
+        for registry in (ESTIMATORS, PARTITIONS, CREDITS):
+            if getattr(self, registry.field) is not None and getattr(self, registry.field) not in registry:
+                errors.append(f"{registry.field}={getattr(self, registry.field)!r} is unknown; choose one of {sorted(registry)}")
+        if errors:
+            return errors
+        estimator = ESTIMATORS[self.estimator]
+        if self.credit is None:
+            self.credit = estimator.default_credit
+        if self.stage_iterations is None:
+            self.stage_iterations = estimator.default_stage_iterations(self.num_iterations)
         self.stage_iterations = [int(x) for x in self.stage_iterations]
-        if len(self.stage_iterations) != 3 or min(self.stage_iterations) < 0:
-            errors.append(f"stage_iterations={self.stage_iterations} must be three non-negative ints (n_global, n_struct, n_refine)")
+        if len(self.stage_iterations) != len(STAGES) or min(self.stage_iterations) < 0:
+            errors.append(f"stage_iterations={self.stage_iterations} must be {len(STAGES)} non-negative ints "
+                          f"(iterations of the stages {list(STAGES)})")
         elif sum(self.stage_iterations) != self.num_iterations:
             errors.append(
                 f"stage_iterations={self.stage_iterations} sums to {sum(self.stage_iterations)} but num_iterations="
                 f"{self.num_iterations}; make them agree, e.g. stage_iterations={default_stage_iterations(self.num_iterations)}"
             )
-        # HT-GRPO's partition and credit knobs act only in the mode that reads them: given elsewhere -> error
-        for knob, active, mode in (
-            ("structure_weight", self.credit == "two_level", "credit='two_level'"),
-            ("credit_strength", self.credit == "continuous", "credit='continuous'"),
-            ("credit_signal", self.credit == "continuous", "credit='continuous'"),
-            ("structure_fraction", self.partition == "step", "partition='step'"),
-            ("entropy_threshold", self.partition == "entropy", "partition='entropy'"),
-        ):
-            if getattr(self, knob) != defaults[knob] and not active:
-                errors.append(f"{knob}={getattr(self, knob)!r} only acts with {mode}; remove it or set {mode}")
-        staged = len(self.stage_iterations) == 3 and sum(self.stage_iterations[1:]) > 0
-        if self.credit != "two_level" and not staged:  # nothing reads the structure/refinement partition
-            for knob in ("partition", "structure_fraction", "entropy_threshold"):
+        # the selected rules check their knobs; the knobs of the others must not be given
+        for registry in (ESTIMATORS, PARTITIONS, CREDITS):
+            errors += registry.knob_errors([getattr(self, registry.field)], self, defaults)
+            errors += registry[getattr(self, registry.field)].check(self)
+        stages = stage_schedule(self.stage_iterations) if not errors else []
+        reads_partition = CREDITS[self.credit].reads_partition or any(STAGES[s].reads_partition for s in stages)
+        if not reads_partition and not errors:  # nothing reads the structure/refinement partition
+            for knob in ("partition", *{k for cls in PARTITIONS.values() for k in cls.knobs}):
                 if getattr(self, knob) != defaults[knob]:
                     errors.append(f"{knob}={getattr(self, knob)!r} has no effect with credit={self.credit!r} and no "
                                   "structure or refinement stage; remove it, or set credit='two_level' or stage_iterations")
-        if self.refine_context != defaults["refine_context"] and len(self.stage_iterations) == 3 and not self.stage_iterations[2]:
+        if self.refine_context != defaults["refine_context"] and stages and "refine" not in stages:
             errors.append(f"refine_context={self.refine_context!r} has no effect without a refinement stage "
                           f"(stage_iterations={self.stage_iterations}); remove it or give the refinement stage iterations")
-        if self.unigrpo_num_copies > 1 and getattr(self, "use_adaptive_entropy", False):
-            errors.append("use_adaptive_entropy=True with unigrpo_num_copies > 1 would update the entropy coefficient once "
-                          "per copy; use one or the other")
-        if self.unigrpo_num_copies < 1:
-            errors.append(f"unigrpo_num_copies={self.unigrpo_num_copies} must be >= 1")
-        lo, hi = self.unigrpo_mask_range
-        if not 0 < lo <= hi <= 1:
-            errors.append(f"unigrpo_mask_range={self.unigrpo_mask_range} must satisfy 0 < lo <= hi <= 1")
-        if not 0 <= self.d1_prompt_mask_prob < 1:
-            errors.append(f"d1_prompt_mask_prob={self.d1_prompt_mask_prob} must lie in [0, 1)")
-        if not 0 < self.maskgrpo_min_mask_rate < 1:
-            errors.append(f"maskgrpo_min_mask_rate={self.maskgrpo_min_mask_rate} must lie in (0, 1)")
-        if self.trace_block_size < 1:
-            errors.append(f"trace_block_size={self.trace_block_size} must be >= 1")
-        for name, lo_open, hi_closed in (("token_sample_ratio", 0, 1), ("structure_fraction", 0, 1), ("entropy_threshold", 0, 1)):
-            v = getattr(self, name)
-            ok = lo_open < v <= hi_closed if name == "token_sample_ratio" else lo_open < v < hi_closed
-            if not ok:
-                errors.append(f"{name}={v} must lie in ({lo_open}, {hi_closed}{']' if name == 'token_sample_ratio' else ')'}")
-        for name, allowed in (
-            ("partition", ("entropy", "step")), ("credit", ("uniform", "two_level", "continuous")),
-            ("credit_signal", ("earliness", "entropy")), ("refine_context", ("sketch", "masked")),
-            ("mask_schedule", tuple(sorted(SCHEDULES))),
-        ):
-            if getattr(self, name) not in allowed:
-                errors.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {list(allowed)}")
-        if self.structure_weight <= 0:
-            errors.append(f"structure_weight={self.structure_weight} must be > 0")
-        if self.diffusion_steps < 1:
+        # the sampler
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            errors.append(f"sampler={self.sampler!r} is unknown; choose one of {sorted(SAMPLERS)}")
+        if self.diffusion_steps is not None and self.diffusion_steps < 1:
             errors.append(f"diffusion_steps={self.diffusion_steps} must be >= 1")
+        if self.guidance_scale is not None and not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            errors.append(f"guidance_scale={self.guidance_scale} must be a finite number >= 0 (0 disables guidance)")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            errors.append(f"temperature={self.temperature} must be a finite number > 0")
+        if not (math.isfinite(self.reveal_noise) and self.reveal_noise >= 0):
+            errors.append(f"reveal_noise={self.reveal_noise} must be a finite number >= 0")
+        if self.mask_schedule not in SCHEDULES:
+            errors.append(f"mask_schedule={self.mask_schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
+        if self.generation_micro_batch_size is not None and self.generation_micro_batch_size < 1:
+            errors.append(f"generation_micro_batch_size={self.generation_micro_batch_size} must be >= 1 or None")
+        # TRL features that cannot apply to fixed-length images drawn by our sampler
         if self.mask_truncated_completions:
             errors.append("mask_truncated_completions=True would mask every image (fixed-length images have no EOS); set it to False")
+        if self.pad_to_multiple_of not in (None, "auto") and str(self.pad_to_multiple_of).lower() not in ("none", "null"):
+            errors.append(f"pad_to_multiple_of={self.pad_to_multiple_of} would pad images beyond their fixed length; set it to None")
         if self.use_vllm:
             errors.append("use_vllm=True is not supported: images are drawn by the built-in masked-diffusion sampler; set it to False")
-        if errors:
-            raise ValueError("Invalid HTGRPOConfig:\n  - " + "\n  - ".join(errors))
-        super().__post_init__()
+        return errors

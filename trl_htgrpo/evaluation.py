@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any, Sequence
 
 import torch
@@ -13,13 +14,18 @@ from .rewards import GenEvalReward
 from .rewards.geneval_rules import summarize
 
 
-def sample_verdicts(model, backbone, metas, batch_size, generator, reward, **sampler_kwargs):
-    """Images and GenEval verdicts of one image per metadata record."""
+def image_seed(seed: int, index: int) -> int:
+    """The sampler seed of evaluation image ``index`` (its position in the list of images of a run)."""
+    return zlib.crc32(f"eval-{seed}-{index}".encode())
+
+
+def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, **sampler_kwargs):
+    """Images and GenEval verdicts of one image per metadata record, image i drawn with ``seeds[i]``."""
     images: list[Image.Image] = []
     for i in range(0, len(metas), batch_size):
         chunk = metas[i : i + batch_size]
         traj = sample_images(model, backbone, backbone.encode_prompts([m["prompt"] for m in chunk]),
-                             generator=generator, **sampler_kwargs)
+                             seeds=seeds[i : i + batch_size], **sampler_kwargs)
         images += backbone.decode_images(traj.codes)
     return images, reward.verdicts(images, metas)
 
@@ -42,11 +48,12 @@ def evaluate_model(
     first ``keep_images`` (prompt, PIL image, correct) triples.
     """
     reward = reward or GenEvalReward(strict=True)
+    reward.bind_backbone(backbone)
     was_training = model.training
     model.eval()
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     metas = [r for r in records for _ in range(images_per_prompt)]
-    images, verdicts = sample_verdicts(model, backbone, metas, batch_size, gen, reward, **sampler_kwargs)
+    seeds = [image_seed(seed, i) for i in range(len(metas))]
+    images, verdicts = sample_verdicts(model, backbone, metas, batch_size, seeds, reward, **sampler_kwargs)
     model.train(was_training)
     out = summarize([m["tag"] for m in metas], [v.correct for v in verdicts])
     out["num_images"] = len(images)
@@ -89,16 +96,15 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
 
     acc, args = trainer.accelerator, trainer.args
     metas = [r for r in records for _ in range(images_per_prompt)]
-    shard = metas[acc.process_index :: acc.num_processes]
-    padded = shard + metas[:1] * (-(-len(metas) // acc.num_processes) - len(shard))
-    gen = torch.Generator(device=acc.device).manual_seed(seed + acc.process_index)
+    index = list(range(len(metas)))[acc.process_index :: acc.num_processes]
+    shard = [metas[i] for i in index]
+    extra = -(-len(metas) // acc.num_processes) - len(shard)
+    padded, seeds = shard + metas[:1] * extra, [image_seed(seed, i) for i in index] + [0] * extra
     reward = GenEvalReward(strict=True)
+    reward.bind_backbone(trainer.backbone)
     gather = args.ds3_gather_for_generation or trainer.model_wrapped is trainer.model  # no engine yet
     with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=gather) as model:
-        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, gen, reward,
-                                      steps=args.diffusion_steps, guidance_scale=args.guidance_scale,
-                                      temperature=args.temperature, reveal_noise=args.reveal_noise,
-                                      schedule=args.mask_schedule)
+        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, seeds, reward, **trainer.sampling)
     verdicts = verdicts[: len(shard)]
     rows = gather_object([(m["tag"], v.correct) for m, v in zip(shard, verdicts)])
     out = summarize([t for t, _ in rows], [c for _, c in rows])

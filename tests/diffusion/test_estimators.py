@@ -145,10 +145,10 @@ def test_trace_contexts_equal_the_recorded_trajectory():
 
 def test_trace_contexts_equal_the_states_the_sampler_went_through(tok):
     """Context b must be the image exactly as the sampler saw it when block b began."""
-    from trl_htgrpo.backbones import ShapesBackbone
+    from trl_htgrpo.toy import ShapesBackbone
     from trl_htgrpo.diffusion.estimators import TraceEstimator
     from trl_htgrpo.diffusion.sampler import sample_images
-    from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
+    from trl_htgrpo.toy import ShapesDiffusionConfig, ShapesDiffusionModel
 
     torch.manual_seed(0)
     model = ShapesDiffusionModel(ShapesDiffusionConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,

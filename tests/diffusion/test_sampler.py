@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from trl_htgrpo.backbones import ShapesBackbone
+from trl_htgrpo.toy import ShapesBackbone
 from trl_htgrpo.diffusion.sampler import Trajectory, left_pad, sample_images
 from trl_htgrpo.diffusion.schedules import masked_counts
-from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
+from trl_htgrpo.toy import ShapesDiffusionConfig, ShapesDiffusionModel
 
 N, V, T = 144, 13, 4
 PROMPTS = ["a photo of a red square", "a photo of two crosses", "a photo of a circle above a triangle"]

@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from trl_htgrpo.models import ShapesDiffusionConfig
+from trl_htgrpo.toy import ShapesDiffusionConfig
 from trl_htgrpo.toy.prompts import compositions
 from trl_htgrpo.toy.tokenizer import IMAGE_TOKENS, SPECIAL_TOKENS, build_tokenizer
 

@@ -1,36 +1,37 @@
-"""Backbone adapters: one per model family, chosen from the model's config."""
+"""Backbone adapters: one per model family, chosen from the model's ``config.model_type`` by a registry."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from ..plugins import load_plugins
 from .base import Backbone
 from .lumina_dimoo import LuminaDiMOOBackbone
 from .mmada import MMaDABackbone
-from .shapes import ShapesBackbone
 
-#: model_type -> adapter factory(tokenizer). Extend with ``register_backbone``.
+#: model_type -> adapter factory ``factory(tokenizer, **options) -> Backbone``. Extend with :func:`register_backbone`.
 #: "mmada": MMaDA's ``MMadaConfig.model_type`` (Gen-Verse/MMaDA: models/modeling_mmada.py).
 #: "llada": Lumina-DiMOO's ``LLaDAConfig.model_type`` (Alpha-VLLM/Lumina-DiMOO: model/configuration_llada.py);
 #: a plain LLaDA text model has it too; an MMaDA checkpoint saved with "llada" needs ``backbone=MMaDABackbone(...)``.
-#: Both factories leave ``vq_decoder`` unset: pass a configured adapter as ``backbone=`` to decode images.
-BACKBONES = {"shapes_mdm": ShapesBackbone, "mmada": MMaDABackbone, "llada": LuminaDiMOOBackbone}
+BACKBONES: dict[str, Callable[..., Backbone]] = {"mmada": MMaDABackbone, "llada": LuminaDiMOOBackbone}
 
 
-def register_backbone(model_type: str, factory) -> None:
+def register_backbone(model_type: str, factory: Callable[..., Backbone]) -> None:
+    """Use ``factory(tokenizer, **options)`` for models whose ``config.model_type`` is ``model_type``."""
     BACKBONES[model_type] = factory
 
 
-def backbone_for(model, tokenizer) -> Backbone:
-    """The adapter of ``model``'s family, from ``model.config.model_type``."""
+def backbone_for(model, tokenizer, **options: Any) -> Backbone:
+    """The adapter of ``model``'s family, from ``model.config.model_type`` (plug-ins are loaded if unknown)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in BACKBONES:
+        load_plugins()
     if model_type not in BACKBONES:
         raise ValueError(
             f"no backbone adapter for a model with config.model_type={model_type!r}; supported model types: "
             f"{sorted(BACKBONES)}. Pass backbone=... to HTGRPOTrainer or call trl_htgrpo.backbones.register_backbone"
         )
-    return BACKBONES[model_type](tokenizer)
+    return BACKBONES[model_type](tokenizer, **options)
 
 
-__all__ = [
-    "Backbone", "ShapesBackbone", "MMaDABackbone", "LuminaDiMOOBackbone",
-    "BACKBONES", "register_backbone", "backbone_for",
-]
+__all__ = ["Backbone", "MMaDABackbone", "LuminaDiMOOBackbone", "BACKBONES", "register_backbone", "backbone_for"]

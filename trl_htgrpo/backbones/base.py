@@ -26,6 +26,8 @@ class Backbone(Protocol):
     codebook_size: int  # V
     max_prompt_length: int  # prompt tokens (layout included) beyond which prompts are truncated
     pad_token_id: int
+    detector: str  # name of the GenEval detector for its images (trl_htgrpo.rewards.DETECTORS)
+    sampling_defaults: dict  # sampler, diffusion_steps, guidance_scale where HTGRPOConfig leaves None
 
     def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
         """Prompt texts -> prompt id lists with the layout tokens before the image (``... <soi>``)."""

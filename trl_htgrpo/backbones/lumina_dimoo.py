@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .mmada import decoder_device, images_to_pil, padding_attention_bias, unwrap_model
+from .common import decoder_device, images_to_pil, padding_attention_bias, unwrap_model
 
 #: ``config.py: SPECIAL_TOKENS`` of Alpha-VLLM/Lumina-DiMOO.
 LUMINA_DIMOO_TOKENS = {
@@ -65,6 +65,9 @@ class LuminaDiMOOBackbone:
     """
 
     name = "lumina_dimoo"
+    detector = "mask2former"  # GenEval detector of photographs (trl_htgrpo.rewards.DETECTORS)
+    #: Lumina-DiMOO's published loop (generators/image_generation_generator.py) with inference_t2i.py's defaults
+    sampling_defaults = {"sampler": "lumina_dimoo", "diffusion_steps": 64, "guidance_scale": 4.0}
 
     def __init__(
         self,

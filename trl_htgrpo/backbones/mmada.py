@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
+from .common import decoder_device, images_to_pil, padding_attention_bias
 from .layout import MMaDALayout
 
 #: MMaDA's reserved ids (``training/prompting_utils.py: reserved_token_mapping``) and LLaDA's mask id.
@@ -31,52 +31,6 @@ MMADA_TOKENS = {
     "ipad": 126093,
     "image_offset": 126349,
 }
-
-
-def padding_attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, L) padding mask (1 = token) -> (B, 1, L, L) bool: position i may attend to j iff both are tokens.
-
-    Exactly MMaDA's ``t2i_generate`` (and Lumina-DiMOO's wrapper): ``m[:, :, None] & m[:, None, :]``.
-    Rows of padding positions are all False; LLaDA's forward turns False into the dtype's minimum
-    (not -inf), so those rows stay finite and nothing reads them.
-    """
-    m = attention_mask.bool()
-    return (m[:, :, None] & m[:, None, :]).unsqueeze(1)
-
-
-def unwrap_model(model):
-    """The user's module under DDP / DeepSpeed (``.module``) and PEFT (``get_base_model``) wrappers."""
-    for _ in range(8):
-        if isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        elif callable(getattr(model, "get_base_model", None)):
-            inner = model.get_base_model()
-            if inner is model:
-                break
-            model = inner
-        else:
-            break
-    return model
-
-
-def decoder_device(decoder) -> torch.device | None:
-    """Device of a VQ decoder given as an nn.Module or a bound method of one (None if unknown)."""
-    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", None)
-    if isinstance(owner, torch.nn.Module):
-        p = next(owner.parameters(), None)
-        if p is not None:
-            return p.device
-    return None
-
-
-def images_to_pil(images: torch.Tensor, value_range: tuple[float, float]) -> list[Image.Image]:
-    """(B, 3, H, W) float images in ``value_range`` -> PIL RGB images."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"the VQ decoder must return (B, 3, H, W) images, got shape {tuple(images.shape)}")
-    lo, hi = value_range
-    x = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
-    arr = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
 class MMaDABackbone(MMaDALayout):
@@ -98,6 +52,9 @@ class MMaDABackbone(MMaDALayout):
     """
 
     name = "mmada"
+    detector = "mask2former"  # GenEval detector of photographs (trl_htgrpo.rewards.DETECTORS)
+    #: MMaDA's published loop (models/modeling_mmada.py t2i_generate) with its README's 15 steps and guidance 3.5
+    sampling_defaults = {"sampler": "mmada", "diffusion_steps": 15, "guidance_scale": 3.5}
 
     def __init__(
         self,

@@ -1,24 +1,24 @@
-"""Confidence-based iterative unmasking with classifier-free guidance, recording the trajectory.
+"""Iterative unmasking with classifier-free guidance, recording the trajectory.
 
-MMaDA's ``t2i_generate`` (``Gen-Verse/MMaDA: models/sampling.py``), step t of T:
+Step t of T, for B prompts (after MMaDA's ``t2i_generate``, ``Gen-Verse/MMaDA: models/sampling.py``):
 
-1. ``l = (1 + w) l_cond - w l_uncond`` over the codebook at every image position (one batched
-   forward of the conditional and unconditional branches);
-2. ``p = softmax(l / tau)``; draw ``x_i ~ p_i`` at every still-masked position;
-3. confidence ``c_i = log p_i(x_i) + s (1 - r) g_i``, ``g_i ~ Gumbel(0, 1)``, ``r = (t + 1) / T``;
-4. keep the ``n_t`` least confident positions masked (``n_t`` from the mask schedule), reveal the rest.
-
-Notation: ``l`` -> ``logits``, ``w`` -> ``guidance_scale``, ``tau`` -> ``temperature``,
-``s`` -> ``reveal_noise``, ``n_t`` -> ``masked_counts``.
+1. ``l = (1 + w) l_cond - w l_uncond`` over the codebook at every image position (one batched forward of the
+   conditional and unconditional branches; ``w`` -> ``guidance_scale``);
+2. the family's unmasking rule (:mod:`.unmasking`: ``"maskgit"``, ``"mmada"``, ``"lumina_dimoo"``) draws tokens
+   at masked positions and keeps the least confident masked, each image with its own generator;
+3. the trajectory records, for every token, its reveal step, the probability and entropy of
+   ``softmax(l / tau)`` at that step, and the mean entropy of the still-masked positions at every step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Sequence
 
 import torch
 
-from .schedules import masked_counts
+from .unmasking import SAMPLERS
 
 
 @dataclass
@@ -58,16 +58,27 @@ def sample_images(
     temperature: float = 1.0,
     reveal_noise: float = 1.0,
     schedule: str = "cosine",
-    generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
+    sampler: str = "maskgit",
 ) -> Trajectory:
-    """Draw one image per prompt from the fully masked state."""
+    """Draw one image per prompt from the fully masked state with the unmasking rule ``sampler``.
+
+    ``seeds``: one per prompt (default 0, 1, ...); row b draws all its random numbers from its own generator
+    seeded with ``seeds[b]``, so an image does not depend on the batch it is drawn in (micro-batch size, rank,
+    order)."""
     device = next(model.parameters()).device
     B, N = len(prompt_ids), backbone.num_image_tokens
+    seeds = list(range(B)) if seeds is None else list(seeds)
+    if len(seeds) != B:
+        raise ValueError(f"got {len(seeds)} seeds for {B} prompts")
+    gens = [torch.Generator(device=device).manual_seed(int(s) % (2**63 - 1)) for s in seeds]
+    rule = SAMPLERS.get_rule(sampler)(SimpleNamespace(temperature=temperature, reveal_noise=reveal_noise,
+                                                      mask_schedule=schedule))
+    rule.start(B, N, steps)
     use_cfg = guidance_scale != 0.0
     seqs = prompt_ids + ([backbone.unconditional_prompt()] * B if use_cfg else [])
     p_ids, p_mask = left_pad(seqs, backbone.pad_token_id, device)  # (B or 2B, P)
     P = p_ids.shape[1]
-    counts = masked_counts(N, steps, schedule)
 
     codes = torch.zeros(B, N, dtype=torch.long, device=device)
     masked = torch.ones(B, N, dtype=torch.bool, device=device)
@@ -77,31 +88,23 @@ def sample_images(
     masked_entropy = torch.zeros(B, steps, device=device)
 
     for t in range(steps):
+        if not masked.any():
+            break
         image_ids = torch.where(masked, backbone.mask_token_id, backbone.codes_to_ids(codes))  # (B, N)
         if use_cfg:
             image_ids = torch.cat([image_ids, image_ids])
         input_ids, attn = backbone.build_inputs(p_ids, p_mask, image_ids)
-        logits = backbone.image_logits(backbone.forward_logits(model, input_ids, attn), P).float()
+        logits = backbone.image_logits(backbone.forward_logits(model, input_ids, attn), P)  # (B or 2B, N, V)
         if use_cfg:
             cond, uncond = logits.chunk(2)
-            logits = (1 + guidance_scale) * cond - guidance_scale * uncond  # (B, N, V)
-        logp = torch.log_softmax(logits / temperature, dim=-1)  # (B, N, V)
+            logits = (1 + guidance_scale) * cond - guidance_scale * uncond  # (B, N, V), the model's dtype
+        logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, N, V) recorded, not drawn from
         ent = -(logp.exp() * logp).sum(-1)  # (B, N)
         masked_entropy[:, t] = (ent * masked).sum(-1) / masked.sum(-1).clamp(min=1)
-        u = torch.rand(logp.shape, generator=generator, device=device).clamp_(1e-10, 1 - 1e-10)
-        drawn = (logp - torch.log(-torch.log(u))).argmax(-1)  # (B, N): Gumbel-max draw from p
-        logp_drawn = logp.gather(-1, drawn[..., None]).squeeze(-1)  # (B, N)
-        g = -torch.log(-torch.log(torch.rand(B, N, generator=generator, device=device).clamp_(1e-10, 1 - 1e-10)))
-        conf = logp_drawn + reveal_noise * (1.0 - (t + 1) / steps) * g
-        conf = conf.masked_fill(~masked, float("inf"))  # revealed tokens stay revealed
-        keep_masked = torch.zeros_like(masked)
-        if counts[t] > 0:
-            idx = conf.topk(counts[t], dim=-1, largest=False).indices  # (B, n_t) least confident
-            keep_masked.scatter_(1, idx, True)
-        reveal = masked & ~keep_masked  # (B, N)
-        codes = torch.where(reveal, drawn, codes)
+        new_codes, new_masked = rule.step(logits, masked, codes, t, steps, gens)
+        reveal = masked & ~new_masked  # (B, N)
         reveal_step = torch.where(reveal, t, reveal_step)
-        confidence = torch.where(reveal, logp_drawn.exp(), confidence)
+        confidence = torch.where(reveal, logp.gather(-1, new_codes[..., None]).squeeze(-1).exp(), confidence)
         entropy = torch.where(reveal, ent, entropy)
-        masked = keep_masked
+        codes, masked = new_codes, new_masked
     return Trajectory(codes, reveal_step, confidence, entropy, masked_entropy)

@@ -1,12 +1,3 @@
-"""Native model code: the shapes masked-diffusion model, registered with the Auto classes."""
+"""Native model code of the supported families, registered with the transformers Auto classes."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
-
-from .configuration_shapes import ShapesDiffusionConfig
-from .modeling_shapes import ShapesDiffusionModel
-
-AutoConfig.register(ShapesDiffusionConfig.model_type, ShapesDiffusionConfig, exist_ok=True)
-AutoModel.register(ShapesDiffusionConfig, ShapesDiffusionModel, exist_ok=True)
-AutoModelForMaskedLM.register(ShapesDiffusionConfig, ShapesDiffusionModel, exist_ok=True)
-
-__all__ = ["ShapesDiffusionConfig", "ShapesDiffusionModel"]
+__all__: list[str] = []

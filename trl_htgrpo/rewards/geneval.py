@@ -6,8 +6,8 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from .detectors import DETECTORS, get_detector
 from .geneval_rules import Detection, evaluate, summarize, validate_metadata
-from .shapes_detector import ShapesDetector
 
 _META_KEYS = ("tag", "include", "exclude")
 
@@ -32,29 +32,59 @@ class GenEvalReward:
     passes them. Returns the partial-credit score in [0, 1] (``strict=False``) or 1.0/0.0 strict
     correctness (``strict=True``).
 
-    ``threshold`` (0.6) and ``counting_threshold`` (0.9) apply to the detector's scores: the shapes
-    detector scores template IoU, where 0.6 keeps a shape missing a tile or two and drops stray
-    tiles; GenEval's own 0.3 / 0.9 are calibrated for Mask2Former confidences (use those with it).
+    Args:
+        detector: a registered detector name (:data:`~trl_htgrpo.rewards.detectors.DETECTORS`), a detector
+            object, or None: the backbone's detector (``Backbone.detector``), set when :class:`HTGRPOTrainer`
+            binds the reward to its backbone (:meth:`bind_backbone`).
+        threshold, counting_threshold: score thresholds of kept detections (counting prompts use the second);
+            None: the detector's own (``detector.threshold`` / ``detector.counting_threshold``; GenEval's 0.3 / 0.9
+            for Mask2Former confidences; the shapes detector scores template IoU and keeps 0.6 / 0.9).
 
     >>> from trl_htgrpo.toy import Scene, SceneObject, render_scene, decode_codes
     >>> img = decode_codes(render_scene(Scene([SceneObject("square", "red", 2, 2)])))
-    >>> GenEvalReward()(["a photo of a red square"], [img], tag=["colors"],
-    ...                 include=[[{"class": "square", "count": 1, "color": "red"}]])
+    >>> GenEvalReward("shapes")(["a photo of a red square"], [img], tag=["colors"],
+    ...                         include=[[{"class": "square", "count": 1, "color": "red"}]])
     [1.0]
     """
 
     def __init__(
         self,
-        detector: Callable[[Image.Image], Sequence[Detection]] | None = None,
+        detector: str | Callable[[Image.Image], Sequence[Detection]] | None = None,
         strict: bool = False,
-        threshold: float = 0.6,
-        counting_threshold: float = 0.9,
+        threshold: float | None = None,
+        counting_threshold: float | None = None,
     ):
-        self.detector = detector or ShapesDetector()
+        self._detector_name = detector if isinstance(detector, str) or detector is None else None
+        self._detector = None if self._detector_name is not None or detector is None else detector
         self.strict = strict
-        self.threshold = threshold
-        self.counting_threshold = counting_threshold
+        self._threshold, self._counting_threshold = threshold, counting_threshold
         self.__name__ = "geneval_strict" if strict else "geneval"
+
+    def bind_backbone(self, backbone) -> None:
+        """Use the backbone's detector (``backbone.detector``) when none was given."""
+        if self._detector is None and self._detector_name is None:
+            self._detector_name = getattr(backbone, "detector", None)
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            if self._detector_name is None:
+                raise ValueError(
+                    "GenEvalReward has no detector: pass detector=<name> (registered: "
+                    f"{sorted(DETECTORS) or 'none yet'}) or a detector object, or train with HTGRPOTrainer, "
+                    "which gives it the backbone's detector"
+                )
+            self._detector = get_detector(self._detector_name)
+        return self._detector
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold if self._threshold is not None else getattr(self.detector, "threshold", 0.3)
+
+    @property
+    def counting_threshold(self) -> float:
+        c = self._counting_threshold
+        return c if c is not None else getattr(self.detector, "counting_threshold", 0.9)
 
     def verdicts(self, images: Sequence[Image.Image], metadata: Sequence[dict[str, Any]]):
         if len(images) != len(metadata):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trl_htgrpo.rewards import GenEvalReward, ShapesDetector
+from trl_htgrpo.rewards import GenEvalReward
+from trl_htgrpo.toy import ShapesDetector
 from trl_htgrpo.rewards.geneval_rules import TAGS, Detection
 from trl_htgrpo.toy import COLORS, Scene, SceneObject, decode_codes, render_scene, sample_scene
 from trl_htgrpo.toy.palette import BACKGROUND_RGB, PALETTE, edge_code, fill_code
@@ -27,7 +28,7 @@ def heldout():
 
 @pytest.fixture(scope="module")
 def strict():
-    return GenEvalReward(strict=True)
+    return GenEvalReward("shapes", strict=True)
 
 
 # ----------------------------------------------------------------------------------------------- detector
@@ -80,7 +81,7 @@ def test_a_stray_tile_is_a_weak_cross():
     assert (stray[0].cls, stray[0].box) == ("cross", (40.0, 40.0, 44.0, 44.0))
     assert stray[0].score == pytest.approx(0.2, abs=1e-12)
     # below GenEval's threshold, so it does not break "a square"
-    reward = GenEvalReward(strict=True)
+    reward = GenEvalReward("shapes", strict=True)
     assert reward(["p"], [Image.fromarray(px, mode="RGB")], tag=["single_object"],
                   include=[[{"class": "square", "count": 1}]]) == [1.0]
 
@@ -108,7 +109,7 @@ def test_ground_truth_scenes_score_one_on_every_tag(heldout, strict):
     images = [decode_codes(render_scene(sample_scene(m, rng))) for m in records]
     summary = strict.summary(images, records)
     assert summary == {"overall": 1.0, "tags": {t: 1.0 for t in sorted(TAGS)}}
-    dense = GenEvalReward()(
+    dense = GenEvalReward("shapes")(
         [m["prompt"] for m in records], images, tag=[m["tag"] for m in records],
         include=[m["include"] for m in records], exclude=[m["exclude"] for m in records],
     )
@@ -122,7 +123,7 @@ def _score(reward, meta, scene):
 
 def test_wrong_colour_fails_colors_and_color_attr(heldout, strict):
     rng = np.random.default_rng(1)
-    dense = GenEvalReward()
+    dense = GenEvalReward("shapes")
     n = 0
     for meta in heldout:
         if meta["tag"] not in ("colors", "color_attr"):
@@ -140,7 +141,7 @@ def test_wrong_colour_fails_colors_and_color_attr(heldout, strict):
 
 
 def test_extra_object_fails_counting(heldout, strict):
-    dense = GenEvalReward()
+    dense = GenEvalReward("shapes")
     n = 0
     for meta in heldout:
         if meta["tag"] != "counting":
@@ -159,7 +160,7 @@ def test_extra_object_fails_counting(heldout, strict):
 
 def test_swapped_relation_fails_position(heldout, strict):
     rng = np.random.default_rng(2)
-    dense = GenEvalReward()
+    dense = GenEvalReward("shapes")
     n = 0
     for meta in heldout:
         if meta["tag"] != "position":
@@ -176,8 +177,8 @@ def test_swapped_relation_fails_position(heldout, strict):
 
 # ----------------------------------------------------------------------------------------------- TRL reward
 def test_reward_trl_signature():
-    reward = GenEvalReward()
-    assert reward.__name__ == "geneval" and GenEvalReward(strict=True).__name__ == "geneval_strict"
+    reward = GenEvalReward("shapes")
+    assert reward.__name__ == "geneval" and GenEvalReward("shapes", strict=True).__name__ == "geneval_strict"
     images = [image_of(SceneObject("square", "red", 0, 0), SceneObject("circle", "blue", 0, 6)),
               image_of(SceneObject("square", "red", 0, 0))]
     include = [[{"class": "square", "count": 1}, {"class": "circle", "count": 1}]] * 2
@@ -185,7 +186,7 @@ def test_reward_trl_signature():
                  tag=["two_object"] * 2, include=include, exclude=[[], []])
     assert out == [1.0, 0.5] and all(type(x) is float for x in out)
     # extra columns TRL passes through are ignored; exclude may be absent
-    out = GenEvalReward(strict=True)(prompts=["p"] * 2, completions=images, tag=["two_object"] * 2,
+    out = GenEvalReward("shapes", strict=True)(prompts=["p"] * 2, completions=images, tag=["two_object"] * 2,
                                      include=include, prompt_id=[0, 1], trainer_state=None)
     assert out == [1.0, 0.0]
 
@@ -197,30 +198,30 @@ def test_reward_on_dataset_rows():
     assert [r["tag"] for r in ds] == list(TAGS)
     rng = np.random.default_rng(3)
     images = [decode_codes(render_scene(sample_scene(r, rng))) for r in ds]
-    out = GenEvalReward(strict=True)(ds["prompt"], images, tag=ds["tag"], include=ds["include"], exclude=ds["exclude"])
+    out = GenEvalReward("shapes", strict=True)(ds["prompt"], images, tag=ds["tag"], include=ds["include"], exclude=ds["exclude"])
     assert out == [1.0] * 6
 
 
 def test_reward_rejects_non_pil_completions():
     with pytest.raises(TypeError, match="expects PIL images as completions, got ndarray"):
-        GenEvalReward()(["p"], [np.zeros((48, 48, 3), dtype=np.uint8)], tag=["single_object"],
+        GenEvalReward("shapes")(["p"], [np.zeros((48, 48, 3), dtype=np.uint8)], tag=["single_object"],
                         include=[[{"class": "square", "count": 1}]])
 
 
 def test_reward_needs_include_column():
     with pytest.raises(ValueError, match="needs the dataset column 'include'"):
-        GenEvalReward()(["p"], [image_of()], tag=["single_object"])
+        GenEvalReward("shapes")(["p"], [image_of()], tag=["single_object"])
 
 
 def test_reward_rejects_wrong_image_size():
     with pytest.raises(ValueError, match="must be 48x48 px"):
-        GenEvalReward()(["p"], [Image.new("RGB", (32, 32))], tag=["single_object"], include=[[{"class": "square", "count": 1}]])
+        GenEvalReward("shapes")(["p"], [Image.new("RGB", (32, 32))], tag=["single_object"], include=[[{"class": "square", "count": 1}]])
 
 
 def test_reward_validates_metadata_against_the_detector():
     with pytest.raises(ValueError, match=r"'include\[0\]\.class' is 'dog'"):
-        GenEvalReward()(["p"], [image_of()], tag=["single_object"], include=[[{"class": "dog", "count": 1}]])
+        GenEvalReward("shapes")(["p"], [image_of()], tag=["single_object"], include=[[{"class": "dog", "count": 1}]])
     with pytest.raises(ValueError, match=r"'include\[0\]\.color' is 'pink'; allowed values: \['red', 'orange'"):
-        GenEvalReward()(["p"], [image_of()], tag=["colors"], include=[[{"class": "square", "count": 1, "color": "pink"}]])
+        GenEvalReward("shapes")(["p"], [image_of()], tag=["colors"], include=[[{"class": "square", "count": 1, "color": "pink"}]])
     with pytest.raises(ValueError, match="got 2 images for 1 metadata records"):
-        GenEvalReward().verdicts([image_of(), image_of()], [{"tag": "colors", "include": [{"class": "square", "count": 1}]}])
+        GenEvalReward("shapes").verdicts([image_of(), image_of()], [{"tag": "colors", "include": [{"class": "square", "count": 1}]}])

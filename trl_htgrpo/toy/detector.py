@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..toy.codec import encode_image
-from ..toy.palette import COLORS, GRID, TILE_PX, code_color
-from ..toy.shapes import CLASSES, TEMPLATES
-from .geneval_rules import Detection
+from .codec import encode_image
+from .palette import COLORS, GRID, TILE_PX, code_color
+from .shapes import CLASSES, TEMPLATES
+from ..rewards.geneval_rules import Detection
 
 _TEMPLATE_CELLS = {c: [tuple(x) for x in np.argwhere(t)] for c, t in TEMPLATES.items()}
 
@@ -70,6 +70,9 @@ class ShapesDetector:
 
     classes: tuple[str, ...] = CLASSES
     colors: tuple[str, ...] = COLORS
+    #: kept detections score above these (template IoU: 0.6 keeps a shape missing a tile or two and drops stray tiles)
+    threshold: float = 0.6
+    counting_threshold: float = 0.9
 
     def __call__(self, image: Image.Image) -> list[Detection]:
         codes = encode_image(image)  # (GRID, GRID); raises on a wrong size or mode

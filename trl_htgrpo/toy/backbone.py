@@ -6,13 +6,16 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from ..toy.codec import decode_codes
-from ..toy.palette import CODEBOOK_SIZE, NUM_IMAGE_TOKENS
-from .layout import MMaDALayout
+from .codec import decode_codes
+from .palette import CODEBOOK_SIZE, NUM_IMAGE_TOKENS
+from ..backbones.layout import MMaDALayout
 
 
 class ShapesBackbone(MMaDALayout):
     name = "shapes"
+    detector = "shapes"  # GenEval detector of its images (trl_htgrpo.rewards.DETECTORS)
+    #: sampler settings where the config leaves None (guidance 2.0 chosen on the validation split, docs/quickstart.md)
+    sampling_defaults = {"sampler": "maskgit", "diffusion_steps": 12, "guidance_scale": 2.0}
 
     def __init__(self, tokenizer, max_text_length: int = 24):
         self.tokenizer = tokenizer

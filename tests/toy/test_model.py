@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, GenerationConfig
 
-from trl_htgrpo.backbones import ShapesBackbone, backbone_for
+from trl_htgrpo.backbones import backbone_for
+from trl_htgrpo.toy import ShapesBackbone
 from trl_htgrpo.diffusion.sampler import left_pad
-from trl_htgrpo.models import ShapesDiffusionConfig, ShapesDiffusionModel
-from trl_htgrpo.models.modeling_shapes import sinusoidal_2d
+from trl_htgrpo.toy import ShapesDiffusionConfig, ShapesDiffusionModel
+from trl_htgrpo.toy.modeling import sinusoidal_2d
 
 N = 144
 

@@ -5,7 +5,8 @@ import warnings
 import pytest
 import torch
 
-from trl_htgrpo.backbones import Backbone, ShapesBackbone
+from trl_htgrpo.backbones import Backbone
+from trl_htgrpo.toy import ShapesBackbone
 from trl_htgrpo.diffusion.sampler import left_pad
 from trl_htgrpo.toy.tokenizer import build_tokenizer
 

@@ -14,7 +14,7 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .configuration_shapes import ShapesDiffusionConfig
+from .configuration import ShapesDiffusionConfig
 
 
 def sinusoidal_2d(grid: int, dim: int) -> torch.Tensor:

@@ -1,0 +1,34 @@
+"""Scoring a rollout's tokens in a masked context: ``log p(x_i | prompt, context)`` at masked positions.
+
+Shape legend: B images, P prompt tokens, N image tokens, V codebook.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def context_logps(
+    model,
+    backbone,
+    prompt_ids: torch.Tensor,  # (B, P) left padded
+    prompt_mask: torch.Tensor,  # (B, P) 1 = token
+    targets: torch.Tensor,  # (B, N) codebook indices of the rollout
+    masked: torch.Tensor,  # (B, N) bool: the context, True = masked
+    temperature: float = 1.0,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log softmax(l / tau)`` of each target and the entropy of that distribution, at the masked positions of
+    the context (0 at visible ones), one forward of ``prompt + context`` per row, no guidance. -> (B, N), (B, N)."""
+    B = targets.shape[0]
+    batch_size = batch_size or B
+    logps, ents = [], []
+    for i in range(0, B, batch_size):
+        sl = slice(i, i + batch_size)
+        image_ids = torch.where(masked[sl], backbone.mask_token_id, backbone.codes_to_ids(targets[sl]))  # (b, N)
+        ids, attn = backbone.build_inputs(prompt_ids[sl], prompt_mask[sl], image_ids)
+        logits = backbone.image_logits(backbone.forward_logits(model, ids, attn), prompt_ids.shape[1])  # (b, N, V)
+        logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (b, N, V)
+        logps.append(logp_all.gather(-1, targets[sl, :, None]).squeeze(-1) * masked[sl])
+        ents.append(-(logp_all.exp() * logp_all).sum(-1) * masked[sl])
+    return torch.cat(logps), torch.cat(ents)

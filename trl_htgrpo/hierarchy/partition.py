@@ -1,0 +1,82 @@
+"""Token partition: which tokens of each image are early **structure** tokens and which later **refinement** tokens.
+
+HT-GRPO ("Sketch Then Paint", arXiv 2605.16842) splits each image's tokens "via entropy" along the rollout's
+time axis; the exact rule is ours (docs/method.md). Shape legend: B images, N image tokens, T diffusion steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import Registry, Rule
+
+PARTITIONS = Registry("partition", field="partition")
+
+
+def entropy_boundary(masked_entropy: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Boundary step t* per image: the first step whose mean still-masked entropy falls below
+    ``threshold * H_0`` (``H_0`` = its value at step 0); T when it never does.
+
+    masked_entropy: (B, T) -> (B,) long.
+    """
+    B, T = masked_entropy.shape
+    below = masked_entropy < threshold * masked_entropy[:, :1]  # (B, T)
+    first = torch.where(below.any(-1), below.float().argmax(-1), torch.full((B,), T, device=below.device))
+    return first.long()
+
+
+def reveal_rank(reveal_step: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """Reveal order of every token (0 = first): by step, ties broken by higher confidence first. (B, N)."""
+    key = reveal_step.double() - confidence.double().clamp(0, 1) * 0.5  # within a step, confident first
+    return key.argsort(-1).argsort(-1)
+
+
+def never_empty(structure: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """Keep the first revealed token as structure and the last as refinement, so neither side is empty."""
+    N = structure.shape[-1]
+    return (structure | (rank == 0)) & (rank != N - 1)
+
+
+class Partition(Rule):
+    """``partition(trajectory) -> (B, N) bool``, True for structure tokens; never empty on either side."""
+
+    def __call__(self, traj) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@PARTITIONS.register
+class EntropyPartition(Partition):
+    """Structure = tokens revealed before the step t* at which the mean entropy of still-masked positions
+    first falls below ``entropy_threshold`` x its value at step 0 (:func:`entropy_boundary`)."""
+
+    name = "entropy"
+    knobs = ("entropy_threshold",)
+
+    @classmethod
+    def check(cls, args):
+        t = args.entropy_threshold
+        return [] if 0 < t < 1 else [f"entropy_threshold={t} must lie in (0, 1)"]
+
+    def __call__(self, traj):
+        t_star = entropy_boundary(traj.masked_entropy, self.args.entropy_threshold)  # (B,)
+        structure = traj.reveal_step < t_star[:, None]  # (B, N)
+        return never_empty(structure, reveal_rank(traj.reveal_step, traj.confidence))
+
+
+@PARTITIONS.register
+class StepPartition(Partition):
+    """Structure = the first ``round(structure_fraction * N)`` tokens in reveal order (:func:`reveal_rank`)."""
+
+    name = "step"
+    knobs = ("structure_fraction",)
+
+    @classmethod
+    def check(cls, args):
+        f = args.structure_fraction
+        return [] if 0 < f < 1 else [f"structure_fraction={f} must lie in (0, 1)"]
+
+    def __call__(self, traj):
+        N = traj.reveal_step.shape[1]
+        rank = reveal_rank(traj.reveal_step, traj.confidence)  # (B, N)
+        n = min(max(int(round(self.args.structure_fraction * N)), 1), N - 1)
+        return never_empty(rank < n, rank)
