@@ -4,7 +4,7 @@ import pytest
 from trl import TrlParser
 
 from trl_htgrpo import HTGRPOConfig
-from trl_htgrpo.config import default_stage_iterations
+from trl_htgrpo.hierarchy import default_stage_iterations
 
 
 def test_defaults_differ_from_grpo_where_documented(tmp_path):
@@ -25,14 +25,19 @@ def test_default_stage_split(k, expected):
         (dict(num_iterations=4, stage_iterations=[1, 1, 1]), r"sums to 3 but num_iterations=4.*\[2, 1, 1\]"),
         (dict(token_sample_ratio=0.0), r"token_sample_ratio=0.0 must lie in \(0, 1\]"),
         (dict(token_sample_ratio=1.5), r"token_sample_ratio=1.5"),
-        (dict(structure_fraction=1.0), r"structure_fraction=1.0 must lie in \(0, 1\)"),
+        (dict(partition="step", structure_fraction=1.0), r"structure_fraction=1.0 must lie in \(0, 1\)"),
         (dict(entropy_threshold=0.0), r"entropy_threshold=0.0"),
-        (dict(estimator="magic"), r"estimator='magic' is unknown; valid estimators: \['d1', 'ht', 'maskgrpo', 'trace', 'unigrpo'\]"),
+        (dict(estimator="magic"), r"estimator='magic' is unknown; choose one of \['d1', 'ht', 'maskgrpo', 'trace', 'unigrpo'\]"),
         (dict(partition="layout"), r"partition='layout' is unknown; choose one of \['entropy', 'step'\]"),
         (dict(credit="layered"), r"credit='layered' is unknown"),
         (dict(refine_context="blank"), r"refine_context='blank' is unknown"),
         (dict(mask_truncated_completions=True), r"mask_truncated_completions=True would mask every image"),
-        (dict(stage_iterations=[3, -1, 1]), r"three non-negative ints"),
+        (dict(stage_iterations=[3, -1, 1]), r"must be 3 non-negative ints \(iterations of the stages \['global', 'structure', 'refine'\]\)"),
+        (dict(guidance_scale=float("nan")), r"guidance_scale=nan must be a finite number >= 0"),
+        (dict(temperature=0.0), r"temperature=0.0 must be a finite number > 0"),
+        (dict(diffusion_steps=0), r"diffusion_steps=0 must be >= 1"),
+        (dict(sampler="ddpm"), r"sampler='ddpm' is unknown; choose one of \['lumina_dimoo', 'maskgit', 'mmada'\]"),
+        (dict(pad_to_multiple_of=64), r"pad_to_multiple_of=64 would pad images"),
     ],
 )
 def test_bad_combinations_name_the_field_and_the_fix(tmp_path, kw, message):
@@ -54,9 +59,9 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
     c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo")
     assert c.credit == "uniform"
     assert HTGRPOConfig(output_dir=str(tmp_path), report_to="none").credit == "two_level"
-    with pytest.raises(ValueError, match=r"trace_block_size=4 belongs to estimator='trace' but estimator='maskgrpo'"):
+    with pytest.raises(ValueError, match=r"trace_block_size=4 only acts with estimator='trace' but estimator='maskgrpo'"):
         HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo", trace_block_size=4)
-    with pytest.raises(ValueError, match=r"refine_context='sketch' belongs to estimator='ht'"):
+    with pytest.raises(ValueError, match=r"refine_context='sketch' only acts with estimator='ht'"):
         HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="d1", refine_context="sketch")
 
 
@@ -75,7 +80,7 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
          r"partition='step' has no effect with credit='continuous'"),
         (dict(stage_iterations=[3, 0, 0], refine_context="sketch"), r"refine_context='sketch' has no effect without a refinement stage"),
         (dict(estimator="unigrpo", unigrpo_num_copies=0), r"unigrpo_num_copies=0 must be >= 1"),
-        (dict(estimator="d1", unigrpo_num_copies=2), r"unigrpo_num_copies=2 belongs to estimator='unigrpo'"),
+        (dict(estimator="d1", unigrpo_num_copies=2), r"unigrpo_num_copies=2 only acts with estimator='unigrpo'"),
     ],
 )
 def test_knobs_that_would_be_ignored_are_errors(tmp_path, kw, message):

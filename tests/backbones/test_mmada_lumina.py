@@ -423,7 +423,7 @@ def test_sampler_draws_through_adapter(family, mmada, lumina):
     bb, vocab = {"mmada": (mmada, MMADA_VOCAB), "lumina": (lumina, LUMINA_VOCAB)}[family]
     model = FakeLM(vocab)
     prompts = bb.encode_prompts(["a red cat"])
-    traj = sample_images(model, bb, prompts, steps=2, guidance_scale=3.5, generator=torch.Generator().manual_seed(0))
+    traj = sample_images(model, bb, prompts, steps=2, guidance_scale=3.5, seeds=[0])
     assert traj.codes.shape == (1, bb.num_image_tokens)
     assert ((traj.codes >= 0) & (traj.codes < 8192)).all()
     assert (traj.reveal_step >= 0).all()  # every token revealed

@@ -49,7 +49,7 @@ def model_inputs(args, kwargs):
 
 def run(model, backbone, prompt_ids, seed=0, **kw):
     return sample_images(model, backbone, prompt_ids, steps=kw.pop("steps", T),
-                         generator=torch.Generator().manual_seed(seed), **kw)
+                         seeds=[10 * seed + i for i in range(len(prompt_ids))], **kw)
 
 
 def test_left_pad():
@@ -161,7 +161,7 @@ def test_guidance_formula_and_entropy_by_hand(backbone, prompt_ids):
     # entropy = 1/2 ln 2 + 12 * 1/24 ln 24 = 1/2 ln 48 = 1.9356
     w = 3.0
     fake = FixedLogits(backbone.image_offset, math.log(12) / (1 + w))
-    traj = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=w, generator=torch.Generator().manual_seed(0))
+    traj = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=w, seeds=[0, 1, 2])
     assert torch.allclose(traj.entropy, torch.full((3, N), 0.5 * math.log(48)), atol=1e-5)
     assert torch.allclose(traj.masked_entropy, torch.full((3, T), 0.5 * math.log(48)), atol=1e-5)
     is_two = traj.codes == 2
@@ -171,17 +171,17 @@ def test_guidance_formula_and_entropy_by_hand(backbone, prompt_ids):
     # up on more than half of the tokens (79% for this seed) ...
     assert is_two.float().mean() > 0.6
     # ... while a single step reveals every first draw: about half (binomial over 432 tokens).
-    one = sample_images(fake, backbone, prompt_ids, steps=1, guidance_scale=w, generator=torch.Generator().manual_seed(0))
+    one = sample_images(fake, backbone, prompt_ids, steps=1, guidance_scale=w, seeds=[0, 1, 2])
     assert 0.44 < (one.codes == 2).float().mean() < 0.56
     # without guidance the same model gives p(code 2) = e^a / (e^a + 12), a = ln(12) / 4:
     # 12^(1/4) / (12^(1/4) + 12) = 1.8612 / 13.8612 = 0.1343
-    traj = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=0.0, generator=torch.Generator().manual_seed(0))
+    traj = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=0.0, seeds=[0, 1, 2])
     p = 12 ** 0.25 / (12 ** 0.25 + 12)
     assert p == pytest.approx(0.1343, abs=1e-4)
     assert torch.allclose(traj.confidence[traj.codes == 2], torch.tensor(p), atol=1e-6)
     # temperature divides the logits: tau = 1/4 gives e^(4a) = 12 again -> p = 1/2
     traj = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=0.0, temperature=0.25,
-                         generator=torch.Generator().manual_seed(0))
+                         seeds=[0, 1, 2])
     assert torch.allclose(traj.confidence[traj.codes == 2], torch.tensor(0.5), atol=1e-6)
 
 
@@ -189,14 +189,14 @@ def test_reveal_order_follows_confidence_unless_noised(backbone, prompt_ids):
     # Fixed predictions: p(code 2) = 1/2, others 1/24 (see above). Step 0 of 4 reveals 144 - 133 = 11 tokens.
     fake = FixedLogits(backbone.image_offset, math.log(12) / 4)
     quiet = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=3.0, reveal_noise=0.0,
-                          generator=torch.Generator().manual_seed(0))
+                          seeds=[0, 1, 2])
     first = quiet.reveal_step == 0
     assert first.sum(-1).tolist() == [11] * 3
     # without reveal noise, the 11 most confident draws (log 1/2 > log 1/24) are revealed first: all code 2
     assert (quiet.codes[first] == 2).all()
     # with overwhelming reveal noise the order is random: about half of the first reveals are other codes
     noisy = sample_images(fake, backbone, prompt_ids, steps=T, guidance_scale=3.0, reveal_noise=1e4,
-                          generator=torch.Generator().manual_seed(0))
+                          seeds=[0, 1, 2])
     assert (noisy.codes[noisy.reveal_step == 0] != 2).sum() >= 5
     # one step reveals everything at once
     assert (sample_images(fake, backbone, prompt_ids, steps=1).reveal_step == 0).all()
