@@ -12,7 +12,9 @@ from conftest import fast_args, make_tiny_model
 from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
 from trl_htgrpo import GenEvalReward, HTGRPOTrainer
-from trl_htgrpo.diffusion.estimators import sample_seeds
+from trl_htgrpo.diffusion.estimators import image_seeds
+from trl_htgrpo.hierarchy import stage_candidates
+from trl_htgrpo.rollout import RolloutBatch
 
 
 def redness(completions, **kwargs):
@@ -55,13 +57,19 @@ def test_plan_survives_trl_shuffle_and_split(tiny_model_dir, train_dataset, tmp_
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     rows = [dict(train_dataset[i // 4]) for i in range(8)]  # 2 prompts x 4 generations
     batch = trainer._generate_and_score_completions(rows)
-    assert batch["ht_token_context"].shape == (8, 3, 144) and batch["old_per_token_logps"].shape == (8, 2 * 144)
+    assert batch["ht_loss_mask"].shape == (8, 3, 2, 144) and batch["old_per_token_logps"].shape == (8, 2 * 144)
+    assert batch["completion_ids"].shape == (8, 2 * 144)  # the image once per context
     torch.manual_seed(3)
     for part in split_tensor_dict(shuffle_sequence_dict(batch), 2):
-        codes = trainer.backbone.ids_to_codes(part["completion_ids"])
-        plan = trainer.estimator.plan(codes, part["ht_structure"], sample_seeds(codes, args.seed), 3)
-        assert torch.equal(plan.token_context, part["ht_token_context"])  # each row keeps its own masks
-        assert torch.equal(plan.contexts, part["ht_contexts"])
+        rollout = RolloutBatch.from_inputs(part)
+        codes = rollout.trajectory.codes
+        assert torch.equal(trainer.backbone.codes_to_ids(codes).repeat(1, 2), part["completion_ids"])
+        plan = trainer.estimator.plan(rollout.trajectory, rollout.structure,
+                                      stage_candidates(trainer.stages, rollout.structure), trainer.stages,
+                                      image_seeds(codes, args.seed))
+        assert torch.equal(plan.loss_mask, rollout.plan.loss_mask)  # each row keeps its own masks
+        assert torch.equal(plan.contexts, rollout.plan.contexts)
+        assert torch.equal(rollout.structure, trainer.partition(rollout.trajectory))
     torch.testing.assert_close(batch["ht_weights"].mean(-1), torch.ones(8), rtol=0, atol=1e-5)
 
 
@@ -229,7 +237,7 @@ def test_pass_counts_per_rollout_batch(tiny_model_dir, train_dataset, tmp_path):
     args = fast_args(tmp_path, max_steps=3, beta=0.1, refine_context="sketch")
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train()
-    c = trainer.pass_counts
+    c = trainer.passes.counts
     B = 8
     assert c["old_forwards"] == 2 * B and c["ref_forwards"] == 2 * B  # one rollout batch, 2 contexts each
     assert c["rollout_forwards"] == 4 * 2 * B  # T = 4 steps, conditional + unconditional rows
@@ -247,7 +255,7 @@ def test_every_estimator_trains_and_counts_its_passes(estimator, extra, contexts
     args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator, **extra)
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train()
-    c, B = trainer.pass_counts, 8
+    c, B = trainer.passes.counts, 8
     assert c["old_forwards"] == c["ref_forwards"] == contexts * B
     assert c["policy_backwards"] == 3 * policy_per_iter * B
     assert _history(trainer, "ht/max_abs_log_ratio")[0] == 0.0  # every estimator: ratio 1 before an update
@@ -261,25 +269,33 @@ def test_every_estimator_trains_and_counts_its_passes(estimator, extra, contexts
 )
 def test_old_reference_and_current_passes_read_identical_masks(estimator, extra, tiny_model_dir, train_dataset, tmp_path,
                                                                monkeypatch):
-    # every model pass is recorded per image (by its drawn tokens): image mask, context index, prompt-mask seed
+    # every model pass is recorded per image (by its drawn tokens): image mask and the prompt the model saw
+    import trl_htgrpo.diffusion.estimators.base as base
+
     args = fast_args(tmp_path, max_steps=3, beta=0.1, estimator=estimator, **extra)
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
-    calls, original = [], trainer._context_logps
+    calls, original, context_prompt, current = [], base.context_logps, trainer.estimator.context_prompt, [None]
 
-    def recording(model, prompt_ids, prompt_mask, targets, masked, batch_size, context=0, seeds=None, prob=0.0):
-        phase = "policy" if trainer._active is not None else "old_or_ref"
+    def prompt_of(backbone, prompt_ids, prompt_mask, seeds, context):
+        current[0] = context
+        return context_prompt(backbone, prompt_ids, prompt_mask, seeds, context)
+
+    def recording(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature=1.0, batch_size=None):
+        phase = "policy" if torch.is_grad_enabled() else "old_or_ref"
         for b in range(targets.shape[0]):
-            calls.append((phase, targets[b].numpy().tobytes(), context, masked[b].clone(), seeds[b], prob))
-        return original(model, prompt_ids, prompt_mask, targets, masked, batch_size, context, seeds, prob)
+            calls.append((phase, targets[b].numpy().tobytes(), current[0], masked[b].clone(),
+                          prompt_ids[b][prompt_mask[b].bool()].tolist()))
+        return original(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature, batch_size)
 
-    monkeypatch.setattr(trainer, "_context_logps", recording)
+    monkeypatch.setattr(base, "context_logps", recording)
+    monkeypatch.setattr(trainer.estimator, "context_prompt", prompt_of)
     trainer.train()
-    scored = {(c[1], c[2]): c for c in calls if c[0] == "old_or_ref"}
+    scored = {(c[1], c[2]): c[3:] for c in calls if c[0] == "old_or_ref"}
     policy = [c for c in calls if c[0] == "policy"]
     assert len(scored) >= 8 and len(policy) >= 3 * 8
-    for _, image, context, masked, seed, prob in policy:
-        _, _, _, masked_old, seed_old, prob_old = scored[(image, context)]
-        assert torch.equal(masked, masked_old) and (seed, prob) == (seed_old, prob_old)
+    for _, image, context, masked, prompt in policy:  # context c of this image: the same mask and (d1) prompt
+        masked_old, prompt_old = scored[(image, context)]
+        assert torch.equal(masked, masked_old) and prompt == prompt_old
 
 
 def test_a_baseline_follows_a_stage_schedule_when_asked(tiny_model_dir, train_dataset, tmp_path):
@@ -308,14 +324,14 @@ def test_pass_counts_per_update_tokens_and_no_evaluation_passes(tiny_model_dir, 
 
     monkeypatch.setattr(trainer.backbone, "build_inputs", recording)
     trainer.train()
-    c, B = dict(trainer.pass_counts), 8
+    c, B = dict(trainer.passes.counts), 8
     assert sum(c[f"{p}_tokens"] for p in ("rollout", "old", "ref", "policy")) == fed[0]  # padding and <|eoi|> included
     last = [h for h in trainer.state.log_history if "passes/policy_forwards_per_update" in h][-1]
     assert last["passes/policy_forwards_per_update"] == c["policy_forwards"] / 3 == B  # one context per update
     assert last["passes/policy_forwards_per_rollout"] == 3 * B
     trainer.evaluate()  # rollouts and losses of the eval set are not training passes
-    assert trainer._rollouts == 2 and trainer._train_rollouts == 1  # evaluation did draw a rollout batch
-    assert dict(trainer.pass_counts) == c
+    assert trainer._rollouts == {"train": 1, "eval": 1}  # evaluation did draw a rollout batch
+    assert dict(trainer.passes.counts) == c
 
 
 def test_pass_counts_per_update_after_resuming(tiny_model_dir, train_dataset, tmp_path):
@@ -325,14 +341,77 @@ def test_pass_counts_per_update_after_resuming(tiny_model_dir, train_dataset, tm
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
     trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
     per_update = _history(trainer, "passes/policy_forwards_per_update")
-    assert per_update and per_update[-1] == 8  # counted from the resumed step 3, not from step 0
+    assert per_update and per_update[-1] == 8  # restored with the checkpoint: counts and updates since step 0
 
 
-def test_copies_average_their_losses(tiny_model_dir, train_dataset, tmp_path, monkeypatch):
-    args = fast_args(tmp_path, estimator="unigrpo", unigrpo_num_copies=2)
-    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset)
-    rows = []
-    monkeypatch.setattr(trainer, "_row_loss", lambda model, inputs, k, row: rows.append((k, row)) or torch.tensor(float(row)))
-    trainer.model.train()
-    trainer._step = 1  # inner iteration 1 (GA = spg = 1): loss rows 2 and 3
-    assert trainer._compute_loss(trainer.model, {}).item() == 2.5 and rows == [(1, 2), (1, 3)]
+def test_resume_from_a_checkpoint_continues_bit_identically(tiny_model_dir, train_dataset, tmp_path):
+    # K = 3 and GA = spg = 1: step 2 is inside a rollout batch, so the buffered batch and TRL's micro-step
+    # counter must come back with the checkpoint; sampler seeds, token subsets and data order too
+    from transformers import TrainerCallback
+
+    class CrashAfter(TrainerCallback):  # the run dies after step 2 (its checkpoint is written)
+        def on_step_end(self, args, state, control, **kw):
+            control.should_training_stop = state.global_step == 2
+
+    def run(out, resume=None, crash=False):
+        args = fast_args(out, max_steps=4, save_strategy="steps", save_steps=2, learning_rate=5e-2)
+        trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=args, train_dataset=train_dataset,
+                                callbacks=[CrashAfter()] if crash else None)
+        trainer.train(resume_from_checkpoint=resume)
+        return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    straight = run(tmp_path / "a")
+    run(tmp_path / "b", crash=True)
+    resumed = run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-2"))
+    for k, v in straight.items():
+        assert torch.equal(v, resumed[k]), f"{k} differs after resuming"
+    again = run(tmp_path / "c")  # and two uninterrupted runs agree, of course
+    assert all(torch.equal(v, again[k]) for k, v in straight.items())
+
+
+def test_sync_ref_model_with_beta_trains_and_syncs(tmp_path, train_dataset):
+    model, tok = make_tiny_model(seed=1)
+    args = fast_args(tmp_path, max_steps=2, beta=0.1, sync_ref_model=True, ref_model_sync_steps=1,
+                     ref_model_mixup_alpha=1.0, learning_rate=5e-2)
+    trainer = HTGRPOTrainer(model, reward_funcs=redness, args=args, train_dataset=train_dataset, processing_class=tok)
+    trainer.train()
+    policy, ref = trainer.model.state_dict(), trainer.ref_model.state_dict()
+    assert all(torch.equal(policy[k], ref[k]) for k in policy)  # alpha = 1: the reference is the policy after a sync
+    assert _history(trainer, "kl")[0] == 0.0
+
+
+def test_reward_returning_the_wrong_type_names_the_function_and_the_value(tiny_model_dir, train_dataset, tmp_path):
+    def words(completions, **kw):
+        return ["good"] * len(completions)
+
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=words, args=fast_args(tmp_path, max_steps=1),
+                            train_dataset=train_dataset)
+    with pytest.raises(TypeError, match=r"reward function 'words' returned str 'good' at position 0"):
+        trainer.train()
+
+
+def test_async_rewards_run_and_are_named(tiny_model_dir, train_dataset, tmp_path):
+    import asyncio
+
+    async def slow_redness(completions, **kw):
+        await asyncio.sleep(0.01)
+        return redness(completions)
+
+    async def broken(completions, **kw):
+        raise ConnectionError("server down")
+
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=[slow_redness, redness], args=fast_args(tmp_path, max_steps=1),
+                            train_dataset=train_dataset)
+    trainer.train()
+    assert _history(trainer, "rewards/slow_redness/mean") == _history(trainer, "rewards/redness/mean")
+    trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=broken, args=fast_args(tmp_path, max_steps=1),
+                            train_dataset=train_dataset)
+    with pytest.raises(RuntimeError, match="'broken' raised ConnectionError: server down"):
+        trainer.train()
+
+
+@pytest.mark.parametrize("arg", ["tools", "rollout_func", "environment_factory"])
+def test_trl_features_that_cannot_apply_are_refused(tiny_model_dir, train_dataset, tmp_path, arg):
+    with pytest.raises(ValueError, match=f"{arg} is not supported by HTGRPOTrainer"):
+        HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, args=fast_args(tmp_path), train_dataset=train_dataset,
+                      **{arg: [print] if arg == "tools" else print})

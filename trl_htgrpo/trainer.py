@@ -123,6 +123,9 @@ class HTGRPOTrainer(GRPOTrainer):
         self.estimator = ESTIMATORS[args.estimator](args)
         self.stages = stage_schedule(args.stage_iterations)
         self.passes = PassCounter()
+        empty = torch.zeros((1, 0), dtype=torch.long)  # tokens a row adds to its prompt: image, special tokens
+        image = torch.full((1, self.backbone.num_image_tokens), self.backbone.mask_token_id, dtype=torch.long)
+        self._row_overhead = self.backbone.build_inputs(empty, empty, image)[0].shape[1]
         self._scope: _Scope | None = None
         self._rollouts = {"train": 0, "eval": 0}  # rollout batches drawn (they seed the sampler)
         self._last_samples: list = []
@@ -265,10 +268,6 @@ class HTGRPOTrainer(GRPOTrainer):
 
     def _seq_tokens(self, prompt_length: int) -> int:
         """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens."""
-        if not hasattr(self, "_row_overhead"):  # the image and the backbone's special tokens, measured once
-            empty = torch.zeros((1, 0), dtype=torch.long)
-            image = torch.full((1, self.backbone.num_image_tokens), self.backbone.mask_token_id, dtype=torch.long)
-            self._row_overhead = self.backbone.build_inputs(empty, empty, image)[0].shape[1]
         return prompt_length + self._row_overhead
 
     # ------------------------------------------------------------------ loss
