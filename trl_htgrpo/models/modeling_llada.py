@@ -28,7 +28,9 @@ Forward conventions (shapes: B batch, L sequence, D d_model, H heads, V = embedd
 - ``position_ids`` (B, L): RoPE positions. Default ``arange(L)`` for every row, padding or not, which is what
   both published forwards use (MMaDA's left-padded batches included). Lumina-DiMOO's published forward runs
   one unpadded prompt at a time; the same logits come from a left-padded batch with ``attention_mask`` and
-  ``position_ids = (cumsum(attention_mask) - 1).clamp(min=0)``.
+  ``position_ids = (cumsum(attention_mask) - 1).clamp(min=0)``. (RoPE scores depend only on position
+  differences, so the default positions change a left-padded row by float rounding only: ~1e-6 at L = 12,
+  ~1e-4 at offsets of thousands.)
 - Returns ``MaskedLMOutput``: ``logits`` (B, L, V) at every position, no shift. MMaDA's image logits are
   ``logits[:, -1025:-1, 126349:126349 + 8192]``; Lumina-DiMOO's image codes start at ``V - 8192``.
 
@@ -36,9 +38,12 @@ Validated (``tests/models/test_llada.py``): fp32 logits equal the published code
 (MMaDA commit 3cdb870, Lumina-DiMOO commit 81344e6, run on transformers 4.46.0 / torch 2.13 CPU) to 1e-5 on
 tiny random weights, with GQA, padding through ``attention_bias``, and a variant with every bias, tied
 weights, ``input_emb_norm``, ``scale_logits``, multi-query attention and ``rope_full_precision=False``; bf16
-logits against theirs in bf16; loading of sharded checkpoints in both layouts. Not validated: the real 8B
-weights (no download here), autocast (the published code re-casts norms and masks under autocast; we do not
-special-case it), dropout beyond "it is applied where theirs is", GPU kernels.
+logits bit-equal to theirs in bf16 (CPU); a left-padded batch with ``attention_mask`` and cumsum positions
+equal to Lumina-DiMOO's one-row-at-a-time logits; loading of sharded checkpoints in both layouts through the
+Auto classes (fp32, bf16, ``device_map="cpu"``); gradient checkpointing; LoRA targets. Not validated: the real
+8B weights (no download here), ``layer_norm_with_affine=False``, autocast (the published code re-casts norms
+and masks under autocast; we do not special-case it), dropout beyond "applied where theirs is", GPU kernels,
+Lumina-DiMOO's approximate KV-cache path (``use_cache=True`` in its generator), which is not implemented.
 """
 
 from __future__ import annotations
@@ -210,6 +215,14 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.model.transformer.ff_out = value
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """transformers' resize (wte and the untied head), then ``embedding_size`` follows the new row count: the
+        constructor sizes wte and the head from it, so a resized model saves a config it can be rebuilt from.
+        (``vocab_size`` is set to the same count, as transformers does; MMaDA-8B's config has both at 134656.)"""
+        embeds = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.config.embedding_size = embeds.weight.shape[0]
+        return embeds
 
     # ------------------------------------------------------------------ forward
     def _attention_bias(
