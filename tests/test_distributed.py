@@ -162,3 +162,25 @@ def test_lora_zero3_two_ranks(shapes_model, tmp_path):
            "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
            "--lora_target_modules", "qkv", "proj", num_processes=2, timeout=480, model_file="adapter_model.safetensors")
     assert (checkpoint(out, 1, "adapter_model.safetensors") / "global_step1" / "zero_pp_rank_1_mp_rank_00_model_states.pt").exists()
+
+
+def test_two_ranks_train_the_same_global_batch_as_one(shapes_model, tmp_path):
+    """2 processes == 1 process: the same global batch of 8 images (2 prompts x 4) on one rank, or split 4 + 4 over
+    two gloo ranks, gives the same weights after one optimizer step. Every image is drawn with a generator seeded
+    by its row in the global batch, rewards are gathered before the group advantages, and DDP averages the two
+    ranks' gradients (each the mean over its 4 rows) into the mean over 8. What remains is the order of float
+    sums; with plain SGD (update = lr * grad, lr = 0.1) that moves a weight by at most about lr * 1e-6 here, so the
+    test allows 1e-6 (the weights are O(0.02) to O(1); one step moves them by up to 1e-2)."""
+    from safetensors.torch import load_file
+
+    common = ("--optim", "sgd", "--learning_rate", "0.1", "--lr_scheduler_type", "constant", "--save_strategy", "no")
+    launch("single_process.yaml", shapes_model, tmp_path / "one", "--per_device_train_batch_size", "8", *common)
+    launch("multi_process.yaml", shapes_model, tmp_path / "two", "--per_device_train_batch_size", "4", *common,
+           num_processes=2)
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    base = load_file(Path(shapes_model) / "model.safetensors")
+    moved = max((one[k] - base[k]).abs().max().item() for k in one)
+    assert moved > 1e-4  # the step did something
+    for k in one:
+        diff = (one[k] - two[k]).abs().max().item()
+        assert diff <= 1e-6, f"{k}: 1 vs 2 processes differ by {diff}"

@@ -413,6 +413,9 @@ def test_backbone_for_model_types(tok):
     for model_type, cls in (("mmada", MMaDABackbone), ("llada", LuminaDiMOOBackbone)):
         model = SimpleNamespace(config=SimpleNamespace(model_type=model_type))
         assert isinstance(backbone_for(model, tok), cls)
+    from trl_htgrpo.plugins import load_plugins
+
+    load_plugins()  # the shapes world registers itself through the entry point
     assert {"shapes_mdm", "mmada", "llada"} <= set(BACKBONES)
     with pytest.raises(ValueError, match=r"supported model types: \[.*'llada', 'mmada'"):
         backbone_for(SimpleNamespace(config=SimpleNamespace(model_type="bert")), tok)
