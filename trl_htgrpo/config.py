@@ -81,6 +81,17 @@ class HTGRPOConfig(GRPOConfig):
                   "and Lumina-DiMOO's `temperature`): compounded by (1 - (t+1)/T) each step with sampler='mmada', "
                   "constant with 'lumina_dimoo', annealed linearly with 'maskgit'."},
     )
+    vq_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "VQ image decoder when the checkpoint holds none: MMaDA decodes with showlab/magvitv2 (a folder or "
+                  "hub id); Lumina-DiMOO's checkpoint holds its VQModel in vqvae/, found without this flag."},
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Image side in pixels for backbones whose size is a choice (Lumina-DiMOO: a multiple of 16, "
+                  "published default 1024; 512 costs a quarter of the tokens). None: the backbone's. MMaDA's is fixed "
+                  "by its checkpoint (num_vq_tokens 1024 = 512 px)."},
+    )
     generation_micro_batch_size: int | None = field(
         default=None, metadata={"help": "Images sampled per forward batch during rollouts. None: the whole local generation batch."}
     )

@@ -30,13 +30,9 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object, is_peft_model
-from transformers import GenerationConfig, PreTrainedModel
 from trl import GRPOTrainer
-from trl.models import prepare_deepspeed, prepare_fsdp, unwrap_model_for_generation
-from trl.trainer.callbacks import SyncRefModelCallback
-from trl.trainer.utils import disable_dropout_in_model
+from trl.models import unwrap_model_for_generation
 
-from .backbones import backbone_for
 from .backbones.common import adapters_disabled
 from .config import HTGRPOConfig
 from .diffusion.estimators import ESTIMATORS
@@ -44,11 +40,12 @@ from .diffusion.sampler import Trajectory, sample_images
 from .hierarchy import CREDITS, PARTITIONS, STAGES, stage_schedule
 from .logging_utils import log_image_grid
 from .model_card import htgrpo_card_section
-from .plugins import load_plugins, resolve_model_name
 from .rewards.calling import named
 from .rollout import RolloutBatch, build_rollout, loss_inputs
 from .training.passes import PassCounter
-from .training.reference import reference_copy
+from .training.reference import prepare_reference, reference_copy
+from .training.resume import load_run_state, save_run_state
+from .training.setup import check_datasets, generic_peft_config, load_model, make_backbone, sampling_settings
 
 
 @dataclass
@@ -92,40 +89,17 @@ class HTGRPOTrainer(GRPOTrainer):
             args = HTGRPOConfig(output_dir=f"{Path(str(name)).name or 'model'}-HT-GRPO")
         if not isinstance(args, HTGRPOConfig):
             raise TypeError(f"args must be an HTGRPOConfig, got {type(args).__name__}; build one with HTGRPOConfig(**fields)")
-        _check_datasets(train_dataset, eval_dataset)
-        load_plugins()
-        if isinstance(model, str):
-            from transformers import AutoModel, AutoTokenizer
-
-            path = resolve_model_name(model)
-            kwargs = dict(args.model_init_kwargs or {})
-            if quantization_config is not None:
-                kwargs["quantization_config"] = quantization_config
-            model = AutoModel.from_pretrained(path, **kwargs)
-            processing_class = processing_class or AutoTokenizer.from_pretrained(path)
-        if processing_class is None:
-            from transformers import AutoTokenizer
-
-            processing_class = AutoTokenizer.from_pretrained(model.config._name_or_path)
-        if getattr(model, "generation_config", None) is None:
-            model.generation_config = GenerationConfig()
-        self.backbone = backbone or backbone_for(model, processing_class)
-        self.sampling = _sampling(args, self.backbone)
-        if peft_config is not None and str(getattr(peft_config, "task_type", None) or "") == "CAUSAL_LM":
-            # TRL's ModelConfig defaults lora_task_type to CAUSAL_LM, whose PEFT wrapper needs a generate() API
-            # that masked-diffusion models do not have; the generic PeftModel is what they need
-            import copy
-
-            peft_config = copy.copy(peft_config)
-            peft_config.task_type = None
+        check_datasets(train_dataset, eval_dataset)
+        model, processing_class, checkpoint = load_model(model, processing_class, args, quantization_config)
+        self.backbone = backbone or make_backbone(model, processing_class, args, checkpoint)
+        self.sampling = sampling_settings(args, self.backbone)
+        peft_config = generic_peft_config(peft_config)
         self.partition = PARTITIONS[args.partition](args)
         self.credit = CREDITS[args.credit](args)
         self.estimator = ESTIMATORS[args.estimator](args)
         self.stages = stage_schedule(args.stage_iterations)
         self.passes = PassCounter()
-        empty = torch.zeros((1, 0), dtype=torch.long)  # tokens a row adds to its prompt: image, special tokens
-        image = torch.full((1, self.backbone.num_image_tokens), self.backbone.mask_token_id, dtype=torch.long)
-        self._row_overhead = self.backbone.build_inputs(empty, empty, image)[0].shape[1]
+        self._row_lengths: dict[int, int] = {}  # prompt length -> tokens of the model input row (see _seq_tokens)
         self._scope: _Scope | None = None
         self._rollouts = {"train": 0, "eval": 0}  # rollout batches drawn (they seed the sampler)
         self._last_samples: list = []
@@ -146,16 +120,8 @@ class HTGRPOTrainer(GRPOTrainer):
             args.beta, args.sync_ref_model = beta, sync
         if own_ref:
             self.beta = beta
-            if args.disable_dropout:
-                disable_dropout_in_model(ref)
-            if self.is_deepspeed_enabled:
-                self.ref_model = prepare_deepspeed(ref, self.accelerator)
-            elif self.is_fsdp_enabled:
-                self.ref_model = prepare_fsdp(ref, self.accelerator)
-            else:
-                self.ref_model = self.accelerator.prepare_model(ref, evaluation_mode=True)
-            if sync:
-                self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
+            prepare_reference(self, ref, sync)
+        self.backbone.to(self.accelerator.device)  # its VQ decoder, loaded now: a missing one fails before training
         self.max_completion_length = self.backbone.num_image_tokens  # dr_grpo normalises by N
         for f in self.reward_funcs:
             if callable(getattr(f, "bind_backbone", None)):
@@ -267,8 +233,14 @@ class HTGRPOTrainer(GRPOTrainer):
         return "ref" if model is self.ref_model or adapters_disabled(model) else "old"
 
     def _seq_tokens(self, prompt_length: int) -> int:
-        """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens."""
-        return prompt_length + self._row_overhead
+        """Tokens of one model input row whose (padded) prompt has ``prompt_length`` tokens: the backbone's layout
+        adds the image and its special tokens (and MMaDA pads to its fixed text block); measured once per length."""
+        if prompt_length not in self._row_lengths:
+            prompt = torch.zeros((1, prompt_length), dtype=torch.long)
+            image = torch.full((1, self.backbone.num_image_tokens), self.backbone.mask_token_id, dtype=torch.long)
+            layout = type(self.backbone).build_inputs  # the layout itself, not a model input to be counted
+            self._row_lengths[prompt_length] = layout(self.backbone, prompt, prompt, image)[0].shape[1]
+        return self._row_lengths[prompt_length]
 
     # ------------------------------------------------------------------ loss
     def _inner_iteration(self) -> int:
@@ -300,22 +272,13 @@ class HTGRPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ checkpoints, logging and hub
     def _save_checkpoint(self, model, trial):
-        """TRL's checkpoint plus what an exact resume needs: the buffered generation batch, TRL's micro-step
-        counter, the sampler's rollout counters and the pass counts (one file per process)."""
+        """TRL's checkpoint plus what an exact resume needs (:mod:`~trl_htgrpo.training.resume`)."""
         super()._save_checkpoint(model, trial)
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        state = {"step": self._step, "buffered_inputs": self._buffered_inputs, "rollouts": dict(self._rollouts),
-                 "passes": self.passes.__dict__}
-        torch.save(state, os.path.join(folder, f"htgrpo_state_{self.accelerator.process_index}.pt"))
+        save_run_state(self, os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, f"htgrpo_state_{self.accelerator.process_index}.pt")
-        if os.path.exists(path):
-            state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
-            self._step, self._buffered_inputs = state["step"], state["buffered_inputs"]
-            self._rollouts.update(state["rollouts"])
-            self.passes.__dict__.update(state["passes"])
+        load_run_state(self, resume_from_checkpoint)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         step, every = self.state.global_step, self.args.log_images_steps
@@ -333,23 +296,3 @@ class HTGRPOTrainer(GRPOTrainer):
         if self.is_world_process_zero() and os.path.exists(path):
             with open(path, "a") as fh:
                 fh.write(htgrpo_card_section(self))
-
-
-def _sampling(args: HTGRPOConfig, backbone) -> dict:
-    """Sampler settings: the config's, with the backbone's published defaults where the config leaves None."""
-    defaults = getattr(backbone, "sampling_defaults", {})
-    pick = lambda field, default: getattr(args, field) if getattr(args, field) is not None else defaults.get(field, default)  # noqa: E731
-    return dict(steps=pick("diffusion_steps", 12), guidance_scale=pick("guidance_scale", 3.5),
-                temperature=args.temperature, reveal_noise=args.reveal_noise, schedule=args.mask_schedule,
-                sampler=pick("sampler", "maskgit"))
-
-
-def _check_datasets(*datasets) -> None:
-    for split, ds in zip(("train_dataset", "eval_dataset"), datasets):
-        cols = getattr(ds, "column_names", None) or []
-        if isinstance(cols, dict):
-            cols = next(iter(cols.values()), [])
-        if ds is not None and cols and "prompt" not in cols:
-            raise ValueError(f"{split} needs a 'prompt' column with the text prompts; it has {cols}")
-        if {"image", "images"} & set(cols):
-            raise ValueError(f"{split} has a column named 'image(s)', which switches TRL to its VLM path; rename it")

@@ -168,14 +168,14 @@ def test_trace_contexts_equal_the_states_the_sampler_went_through(tok):
                                                        num_attention_heads=2, intermediate_size=64)).eval()
     bb, seen = ShapesBackbone(tok), []
     prompts = bb.encode_prompts(["a photo of a red square", "a photo of two crosses"])
-    forward = bb.forward_logits
+    forward = bb.image_logits
 
     def recording(m, ids, attn):  # the image part of the conditional rows, at every step
         P = ids.shape[1] - bb.num_image_tokens - 1
         seen.append(ids[: len(prompts), P : P + bb.num_image_tokens] == bb.mask_token_id)
         return forward(m, ids, attn)
 
-    bb.forward_logits = recording
+    bb.image_logits = recording
     traj = sample_images(model, bb, prompts, steps=6, guidance_scale=2.0, seeds=[0, 1])
     stages = ["global"] * 2
     plan = TraceEstimator(_args(trace_block_size=2)).plan(traj, None, stage_candidates(stages, torch.zeros_like(traj.codes).bool()),
@@ -198,11 +198,8 @@ class _Backbone:
     def build_inputs(self, p, pm, img):
         return torch.cat([p, img], 1), torch.cat([pm, torch.ones_like(img)], 1)
 
-    def forward_logits(self, model, ids, attn):
-        return model(ids)
-
-    def image_logits(self, logits, P):
-        return logits[:, P:, :4]
+    def image_logits(self, model, ids, attn):
+        return model(ids)[:, -3:, :4]
 
 
 class _Model(torch.nn.Module):

@@ -95,7 +95,7 @@ def guided(model, bb, prompt, w):
     def f(codes):
         image = torch.where(codes == -1, bb.mask_token_id, bb.codes_to_ids(codes.clamp(min=0))).repeat(2, 1)
         x, attn = bb.build_inputs(ids, mask, image)
-        logits = bb.image_logits(bb.forward_logits(model, x, attn), ids.shape[1])
+        logits = bb.image_logits(model, x, attn)
         cond, uncond = logits.chunk(2)
         return (1 + w) * cond - w * uncond
 

@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+from types import SimpleNamespace
 
 from trl_htgrpo.backbones import Backbone
 from trl_htgrpo.toy import ShapesBackbone
@@ -83,7 +84,8 @@ def test_codes_ids_and_image_logits(bb):
     assert torch.equal(bb.ids_to_codes(bb.codes_to_ids(codes)), codes)
     P = 10
     logits = torch.arange(2 * (P + N + 1) * 57, dtype=torch.float).view(2, P + N + 1, 57)
-    img = bb.image_logits(logits, P)
+    model = lambda input_ids, attention_mask: SimpleNamespace(logits=logits)  # noqa: E731
+    img = bb.image_logits(model, torch.zeros(2, P + N + 1, dtype=torch.long), torch.ones(2, P + N + 1))
     assert img.shape == (2, N, 13)
     assert torch.equal(img, logits[:, P : P + N, 44:57])
     assert img[0, 0, 0].item() == P * 57 + 44  # position P, vocabulary id 44 (<img_0>)

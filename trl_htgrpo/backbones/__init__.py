@@ -9,15 +9,16 @@ from .base import Backbone
 from .lumina_dimoo import LuminaDiMOOBackbone
 from .mmada import MMaDABackbone
 
-#: model_type -> adapter factory ``factory(tokenizer, **options) -> Backbone``. Extend with :func:`register_backbone`.
+#: model_type -> adapter factory ``factory(model, tokenizer, **options) -> Backbone`` (options: ``checkpoint``, the
+#: folder the model came from, ``vq_model_name_or_path``, ``image_size``). Extend with :func:`register_backbone`.
 #: "mmada": MMaDA's ``MMadaConfig.model_type`` (Gen-Verse/MMaDA: models/modeling_mmada.py).
 #: "llada": Lumina-DiMOO's ``LLaDAConfig.model_type`` (Alpha-VLLM/Lumina-DiMOO: model/configuration_llada.py);
 #: a plain LLaDA text model has it too; an MMaDA checkpoint saved with "llada" needs ``backbone=MMaDABackbone(...)``.
-BACKBONES: dict[str, Callable[..., Backbone]] = {"mmada": MMaDABackbone, "llada": LuminaDiMOOBackbone}
+BACKBONES: dict[str, Callable[..., Backbone]] = {"mmada": MMaDABackbone.from_model, "llada": LuminaDiMOOBackbone.from_model}
 
 
 def register_backbone(model_type: str, factory: Callable[..., Backbone]) -> None:
-    """Use ``factory(tokenizer, **options)`` for models whose ``config.model_type`` is ``model_type``."""
+    """Use ``factory(model, tokenizer, **options)`` for models whose ``config.model_type`` is ``model_type``."""
     BACKBONES[model_type] = factory
 
 
@@ -31,7 +32,7 @@ def backbone_for(model, tokenizer, **options: Any) -> Backbone:
             f"no backbone adapter for a model with config.model_type={model_type!r}; supported model types: "
             f"{sorted(BACKBONES)}. Pass backbone=... to HTGRPOTrainer or call trl_htgrpo.backbones.register_backbone"
         )
-    return BACKBONES[model_type](tokenizer, **options)
+    return BACKBONES[model_type](model, tokenizer, **options)
 
 
 __all__ = ["Backbone", "MMaDABackbone", "LuminaDiMOOBackbone", "BACKBONES", "register_backbone", "backbone_for"]

@@ -16,8 +16,9 @@ from PIL import Image
 class Backbone(Protocol):
     """A model family's sequence layout for text-to-image.
 
-    Model input: ``prompt_ids (B, P) + image (B, N) + suffix``, left padded; the image block is
-    ``[P, P + N)``. ``image_token_ids`` map codebook indices to vocabulary ids and back.
+    Model input: ``prompt_ids (B, P) + image (B, N) + suffix``, left padded. ``codes_to_ids`` and ``ids_to_codes``
+    map codebook indices to vocabulary ids and back. Adapters are made by a factory registered per
+    ``config.model_type`` (:func:`~trl_htgrpo.backbones.register_backbone`).
     """
 
     name: str
@@ -40,16 +41,13 @@ class Backbone(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, P) prompt ids/mask + (B, N) image *vocabulary* ids -> model input ids, attention mask."""
 
-    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids from ``build_inputs`` and their (B, L) padding mask -> (B, L, vocab) logits.
+    def image_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids from ``build_inputs`` and their padding mask -> (B, N, V) codebook logits at the image tokens.
 
-        The one place that calls the model, in the family's own convention (MMaDA and Lumina-DiMOO take a
-        (B, 1, L, L) ``attention_bias`` and ignore or misread ``attention_mask``); Hugging Face-style models:
-        ``model(input_ids=input_ids, attention_mask=attention_mask).logits``.
+        The one place that calls the model, in the family's own convention (MMaDA: a (B, 1, L, L)
+        ``attention_bias``; Lumina-DiMOO: ``attention_mask`` with positions from each row's first token); a model
+        that can compute only these logits (the native LLaDA: ``logits_positions``, ``logits_vocab``) is asked to.
         """
-
-    def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
-        """(B, L, vocab) model logits -> (B, N, V) logits over the codebook at the image block."""
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., N) codebook indices -> vocabulary ids."""
@@ -59,3 +57,6 @@ class Backbone(Protocol):
 
     def decode_images(self, codes: torch.Tensor) -> list[Image.Image]:
         """(B, N) codebook indices -> PIL images."""
+
+    def to(self, device) -> "Backbone":
+        """Put what the adapter owns (its VQ decoder) on ``device``; returns the adapter."""

@@ -1,11 +1,9 @@
-"""Helpers shared by the backbone adapters: attention bias from a padding mask, unwrapping, decoder devices
-and the conversion of decoded images to PIL."""
+"""Helpers shared by the backbone adapters: the attention bias of a padding mask, unwrapping a model, calling it
+for the image logits only, the vocabulary check at load, and resolving a VQ decoder."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
 
 
 def padding_attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -34,26 +32,6 @@ def unwrap_model(model):
     return model
 
 
-def decoder_device(decoder) -> torch.device | None:
-    """Device of a VQ decoder given as an nn.Module or a bound method of one (None if unknown)."""
-    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", None)
-    if isinstance(owner, torch.nn.Module):
-        p = next(owner.parameters(), None)
-        if p is not None:
-            return p.device
-    return None
-
-
-def images_to_pil(images: torch.Tensor, value_range: tuple[float, float]) -> list[Image.Image]:
-    """(B, 3, H, W) float images in ``value_range`` -> PIL RGB images."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"the VQ decoder must return (B, 3, H, W) images, got shape {tuple(images.shape)}")
-    lo, hi = value_range
-    x = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
-    arr = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
-
-
 def adapters_disabled(model) -> bool:
     """Whether a PEFT model's adapters are switched off or its ``"ref"`` adapter is active: how TRL scores the
     KL reference of a PEFT policy (``trl.trainer.utils.use_adapter``)."""
@@ -67,3 +45,60 @@ def adapters_disabled(model) -> bool:
     if getattr(model, "active_adapter", None) == "ref":
         return True
     return any(m.disable_adapters for m in model.modules() if isinstance(m, BaseTunerLayer))
+
+
+def _accepts(model, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(unwrap_model(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def image_logits_of(model, input_ids: torch.Tensor, kwargs: dict, positions: torch.Tensor,
+                    vocab: tuple[int, int]) -> torch.Tensor:
+    """Codebook logits (B, K, V) at ``positions`` (K,) of ``model(input_ids, **kwargs)``, vocabulary rows
+    ``vocab = (a, b)``. A model whose forward takes ``logits_positions`` / ``logits_vocab`` (the native LLaDA) is
+    asked for those only; any other model returns full logits, which are sliced."""
+    a, b = vocab
+    if _accepts(model, "logits_positions"):
+        return model(input_ids=input_ids, logits_positions=positions, logits_vocab=(a, b), **kwargs).logits
+    return model(input_ids=input_ids, **kwargs).logits[:, positions.to(input_ids.device), a:b]
+
+
+def check_vocabulary(config, family: str, expected: int, others: dict[str, int]) -> None:
+    """Fail at load when a checkpoint's logits width is not the family's published one, naming the family it fits."""
+    width = getattr(config, "embedding_size", None) or getattr(config, "vocab_size", None)
+    if width is None or width == expected:
+        return
+    fits = [name for name, w in others.items() if w == width]
+    hint = f"; it is {fits[0]}'s ({width}): use that backbone" if fits else ""
+    raise ValueError(
+        f"the checkpoint's vocabulary ({width} logits, config.model_type={getattr(config, 'model_type', None)!r}) "
+        f"does not fit the {family} backbone, which expects {expected}{hint}. Pass backbone=... to HTGRPOTrainer "
+        "for a checkpoint with a resized vocabulary"
+    )
+
+
+def resolve_vq_decoder(vq, kind: str, device=None, load: bool = False, family: str | None = None):
+    """A backbone's VQ decoder: a :class:`~trl_htgrpo.models.VQDecoder` (moved to ``device``), a
+    :class:`~trl_htgrpo.models.VQSource` or path (loaded when ``load``), an ``nn.Module`` of ``kind`` (wrapped), or
+    None (with ``load``: an error naming ``--vq_model_name_or_path``)."""
+    from ..models.vq import VQ_FLAG, VQDecoder, VQSource, load_vq_decoder, wrap_vq_decoder
+
+    if isinstance(vq, (str,)) or hasattr(vq, "__fspath__"):
+        vq = VQSource(kind, str(vq))
+    if isinstance(vq, torch.nn.Module):
+        vq = wrap_vq_decoder(kind, vq)
+    if isinstance(vq, VQSource) and load:
+        vq = load_vq_decoder(vq.kind, vq.name_or_path, vq.subfolder, device=device)
+    if isinstance(vq, VQDecoder) and device is not None:
+        vq.model.to(device)
+    if vq is None and load:
+        raise RuntimeError(f"the {family or kind} backbone has no VQ decoder, so it cannot turn image tokens into "
+                           f"pictures: pass {VQ_FLAG} (MMaDA: showlab/magvitv2; Lumina-DiMOO: its checkpoint, which "
+                           "holds vqvae/), or vq_decoder= to the backbone")
+    if vq is not None and not isinstance(vq, (VQDecoder, VQSource)):
+        raise TypeError(f"vq_decoder must be a VQDecoder, a VQSource, a path or an nn.Module, got {type(vq).__name__}")
+    return vq

@@ -10,12 +10,15 @@ Sequence (``inference/inference_t2i.py``, ``utils/prompt_utils.py``, ``utils/ima
 with image token id = VQ code + 126356 and mask 126336. The unconditional prompt keeps the system part and
 replaces the text by ``<uncondition>`` (126351). The N = H * W codes are not contiguous: ``build_inputs`` lays
 them out in rows, each followed by a fixed (never masked) newline, and ``image_logits`` reads the code
-positions only. Images decode with the diffusers ``VQModel`` in the checkpoint's ``vqvae`` subfolder.
+positions only. The published loop draws one unpadded prompt at a time (its attention ignores every mask, so
+padding would leak into real positions); the native model batches left-padded rows with a real padding mask
+and positions counted from each row's first token (``cumsum(mask) - 1``), which gives the same logits as one
+unpadded row (``tests/models/test_llada.py``). Images decode with the diffusers ``VQModel`` in the checkpoint's
+``vqvae`` subfolder, pixels rounded as ``utils/image_utils.py: decode_vq_to_image``.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Sequence
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .common import decoder_device, images_to_pil, padding_attention_bias, unwrap_model
+from .common import check_vocabulary, image_logits_of, padding_attention_bias, resolve_vq_decoder
 
 #: ``config.py: SPECIAL_TOKENS`` of Alpha-VLLM/Lumina-DiMOO.
 LUMINA_DIMOO_TOKENS = {
@@ -46,26 +49,22 @@ class LuminaDiMOOBackbone:
     Args:
         tokenizer: Lumina-DiMOO's tokenizer (``<system>``, ``<user>``, ``<uncondition>`` ... are its special
             tokens). Prompts are tokenized with its default special tokens, as the reference script does.
-        vq_decoder: a diffusers ``VQModel`` (the checkpoint's ``subfolder="vqvae"``), or a path / hub id to load
-            one from lazily (``VQModel.from_pretrained(path, subfolder="vqvae")``, needs diffusers), or any
-            callable ``codes (B, N) long -> images (B, 3, H, W) float in [0, 1]``. Only ``decode_images`` uses it.
-        grid: (H, W) code grid; 512 px -> (32, 32), 1024 px -> (64, 64) (16x downsampling). N = H * W.
+        vq_decoder: a :class:`~trl_htgrpo.models.VQDecoder` of kind ``"vqmodel"``, a
+            :class:`~trl_htgrpo.models.VQSource` or path (the checkpoint, whose ``vqvae/`` holds it), or None.
+        grid: (H, W) code grid; 1024 px -> (64, 64) (the published default), 512 px -> (32, 32). N = H * W.
         max_prompt_length: prompt tokens (template, answer-start and boi included) beyond which the user text
             is cut: 1026 = the 1024 instruction tokens of ``train/train.py`` (``truncation=True, max_length=1024``)
             + ``<answer-start> <boi>``. The inference scripts do not truncate.
-        attention: how ``forward_logits`` calls the model. ``"infer"``: Lumina-DiMOO's own
-            ``LLaDAForMultiModalGeneration.forward(input_ids, infer=True)``, which builds its padding bias only
-            for ragged *lists* and ignores ``attention_mask``: rows are run in groups of equal unpadded length,
-            without padding, and the logits are put back in the left-padded layout. ``"bias"``: a model that
-            takes ``attention_bias=bool[B, 1, L, L]`` (the LLaDA ``LLaDAModelLM`` of both repositories).
-            ``"mask"``: a model that takes the (B, L) ``attention_mask`` as bidirectional padding. ``"auto"``:
-            ``"infer"`` when the unwrapped model's forward has an ``infer`` parameter, else ``"bias"``.
+        attention: how ``image_logits`` calls the model. ``"mask"`` (the native model): ``attention_mask`` (B, L)
+            as bidirectional padding and ``position_ids = cumsum(mask) - 1``, so a left-padded row equals the
+            published unpadded one. ``"bias"``: ``attention_bias=bool[B, 1, L, L]`` and default positions.
         system_prompt: the system text of the template.
         codebook_size: V, 8192.
     """
 
     name = "lumina_dimoo"
     detector = "mask2former"  # GenEval detector of photographs (trl_htgrpo.rewards.DETECTORS)
+    vq_kind = "vqmodel"
     #: Lumina-DiMOO's published loop (generators/image_generation_generator.py) with inference_t2i.py's defaults
     sampling_defaults = {"sampler": "lumina_dimoo", "diffusion_steps": 64, "guidance_scale": 4.0}
 
@@ -73,20 +72,20 @@ class LuminaDiMOOBackbone:
         self,
         tokenizer,
         vq_decoder=None,
-        grid: tuple[int, int] = (32, 32),
+        grid: tuple[int, int] = (64, 64),
         max_prompt_length: int = 1026,
-        attention: str = "auto",
+        attention: str = "mask",
         system_prompt: str = T2I_SYSTEM_PROMPT,
         codebook_size: int = 8192,
     ):
-        if attention not in ("auto", "infer", "bias", "mask"):
-            raise ValueError(f"attention must be 'auto', 'infer', 'bias' or 'mask', got {attention!r}")
+        if attention not in ("mask", "bias"):
+            raise ValueError(f"attention must be 'mask' or 'bias', got {attention!r}")
         H, W = (int(g) for g in grid)
         if H < 1 or W < 1:
             raise ValueError(f"grid must be two positive ints, got {grid!r}")
         t = LUMINA_DIMOO_TOKENS
         self.tokenizer = tokenizer
-        self.vq_decoder = vq_decoder
+        self.vq_decoder = resolve_vq_decoder(vq_decoder, self.vq_kind)
         self.attention = attention
         self.grid = (H, W)
         self.num_image_tokens = H * W
@@ -165,15 +164,39 @@ class LuminaDiMOOBackbone:
         mask = F.pad(prompt_mask.to(torch.long), (0, block.shape[1] + 2), value=1)
         return input_ids, mask
 
-    def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
-        H, W = self.grid
-        P, o, V = prompt_length, self.image_offset, self.codebook_size
-        if logits.shape[1] != P + self.image_block_length + 2:
-            raise ValueError(
-                f"logits of length {logits.shape[1]} do not hold prompt {P} + image block {self.image_block_length} + 2"
-            )
-        block = logits[:, P : P + self.image_block_length, o : o + V]  # (B, H*(W+1), V)
-        return block.reshape(logits.shape[0], H, W + 1, V)[:, :, :W].reshape(logits.shape[0], H * W, V)  # (B, N, V)
+    @classmethod
+    def from_model(cls, model, tokenizer, vq_model_name_or_path=None, checkpoint=None, image_size=None,
+                   **options) -> "LuminaDiMOOBackbone":
+        """The adapter of a Lumina-DiMOO checkpoint: its vocabulary checked, its VQ decoder found in the checkpoint
+        (``vqvae/``) or at ``vq_model_name_or_path``, the grid from ``image_size`` (pixels; default 1024)."""
+        from .mmada import LUMINA_DIMOO_VOCAB, MMADA_VOCAB
+
+        check_vocabulary(model.config, cls.name, LUMINA_DIMOO_VOCAB, {"mmada": MMADA_VOCAB})
+        vq = None
+        if vq_model_name_or_path is not None or checkpoint is not None:
+            from ..models.vq import find_vq_decoder
+
+            vq = find_vq_decoder(checkpoint, vq_model_name_or_path)
+        if image_size is not None:
+            h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+            if h % 16 or w % 16 or min(h, w) <= 0:
+                raise ValueError(f"image_size={image_size}: Lumina-DiMOO's VQ model makes images whose sides are "
+                                 "positive multiples of 16 (e.g. 512, 1024, or 768x1536)")
+            options["grid"] = (h // 16, w // 16)
+        return cls(tokenizer, vq_decoder=vq, **options)
+
+    def image_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded ids and padding mask -> (B, N, V) codebook logits at the code positions."""
+        B, L = input_ids.shape
+        P = L - self.image_block_length - 2
+        positions = self.image_positions(P).to(input_ids.device)
+        o, V = self.image_offset, self.codebook_size
+        if self.attention == "mask":
+            pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L): from each row's first token
+            kwargs = {"attention_mask": attention_mask, "position_ids": pos}
+        else:
+            kwargs = {"attention_bias": padding_attention_bias(attention_mask)}
+        return image_logits_of(model, input_ids, kwargs, positions, (o, o + V))
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         return codes + self.image_offset
@@ -181,73 +204,13 @@ class LuminaDiMOOBackbone:
     def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
         return ids - self.image_offset
 
-    # ------------------------------------------------------------------ forward
-    def _mode(self, model) -> str:
-        if self.attention != "auto":
-            return self.attention
-        try:
-            params = inspect.signature(unwrap_model(model).forward).parameters
-        except (TypeError, ValueError):
-            return "bias"
-        return "infer" if "infer" in params else "bias"
-
-    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L) left-padded ids and padding mask -> (B, L, vocab) logits (zeros at padding in ``"infer"`` mode)."""
-        mode = self._mode(model)
-        if mode == "mask":
-            return model(input_ids=input_ids, attention_mask=attention_mask).logits
-        if mode == "bias":
-            return model(input_ids=input_ids, attention_bias=padding_attention_bias(attention_mask)).logits
-        B, L = input_ids.shape
-        m = attention_mask.bool()
-        lengths = m.sum(1)  # (B,)
-        if not torch.equal(m, torch.arange(L, device=m.device)[None, :] >= (L - lengths)[:, None]):
-            raise ValueError("attention='infer' needs left padding: every row's tokens must be one suffix")
-        outs, order = [], []
-        for n in sorted(set(lengths.tolist()), reverse=True):
-            rows = (lengths == n).nonzero(as_tuple=True)[0]
-            logits = model(input_ids=input_ids[rows, L - n :], infer=True).logits  # (b, n, vocab), no padding
-            outs.append(F.pad(logits, (0, 0, L - n, 0)))
-            order.append(rows)
-        inverse = torch.empty(B, dtype=torch.long, device=input_ids.device)
-        inverse[torch.cat(order)] = torch.arange(B, device=input_ids.device)
-        return torch.cat(outs)[inverse.to(outs[0].device)]
-
     # ------------------------------------------------------------------ decoding
-    def _vqmodel(self):
-        if isinstance(self.vq_decoder, str):
-            try:
-                from diffusers import VQModel
-            except ImportError as e:
-                raise ImportError(
-                    "decoding Lumina-DiMOO images from a path needs diffusers (`pip install diffusers`), or pass "
-                    "a loaded VQModel / a callable as vq_decoder"
-                ) from e
-            self.vq_decoder = VQModel.from_pretrained(self.vq_decoder, subfolder="vqvae").eval()
-        return self.vq_decoder
+    def to(self, device) -> "LuminaDiMOOBackbone":
+        self.vq_decoder = resolve_vq_decoder(self.vq_decoder, self.vq_kind, device=device, load=True)
+        return self
 
     def decode_images(self, codes: torch.Tensor) -> list[Image.Image]:
-        if self.vq_decoder is None:
-            raise RuntimeError(
-                "LuminaDiMOOBackbone has no VQ decoder, so it cannot turn image tokens into pictures. Lumina-DiMOO "
-                "decodes with the diffusers VQModel in its checkpoint's 'vqvae' subfolder: install diffusers and "
-                "pass `LuminaDiMOOBackbone(tokenizer, vq_decoder=VQModel.from_pretrained(ckpt, subfolder='vqvae'))` "
-                "or `vq_decoder=ckpt` (a local path or hub id, loaded on first use), or any callable mapping codes "
-                "(B, N) to images (B, 3, H, W) in [0, 1]. With backbone_for(), register a factory that sets it."
-            )
-        dec = self._vqmodel()
-        B = codes.shape[0]
+        """(B, N) codes -> PIL images: as an (H, W) grid through the VQModel, rounded to uint8."""
+        self.vq_decoder = resolve_vq_decoder(self.vq_decoder, self.vq_kind, load=True, family=self.name)
         H, W = self.grid
-        codes = codes.long().clamp(0, self.codebook_size - 1)
-        device = decoder_device(dec)
-        if device is not None:
-            codes = codes.to(device)
-        with torch.no_grad():
-            if callable(getattr(dec, "decode", None)) and hasattr(getattr(dec, "config", None), "latent_channels"):
-                # diffusers VQModel, as utils/image_utils.py: decode_vq_to_image (there with batch 1)
-                out = dec.decode(codes.view(B, H, W), force_not_quantize=True,
-                                 shape=(B, H, W, dec.config.latent_channels))
-                images = getattr(out, "sample", out)
-            else:
-                images = dec(codes)
-        return images_to_pil(images, (0.0, 1.0))
+        return self.vq_decoder.to_pil(codes.long().clamp(0, self.codebook_size - 1).view(-1, H, W))

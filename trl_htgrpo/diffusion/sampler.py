@@ -94,7 +94,7 @@ def sample_images(
         if use_cfg:
             image_ids = torch.cat([image_ids, image_ids])
         input_ids, attn = backbone.build_inputs(p_ids, p_mask, image_ids)
-        logits = backbone.image_logits(backbone.forward_logits(model, input_ids, attn), P)  # (B or 2B, N, V)
+        logits = backbone.image_logits(model, input_ids, attn)  # (B or 2B, N, V)
         if use_cfg:
             cond, uncond = logits.chunk(2)
             logits = (1 + guidance_scale) * cond - guidance_scale * uncond  # (B, N, V), the model's dtype

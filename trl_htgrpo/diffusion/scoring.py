@@ -27,7 +27,7 @@ def context_logps(
         sl = slice(i, i + batch_size)
         image_ids = torch.where(masked[sl], backbone.mask_token_id, backbone.codes_to_ids(targets[sl]))  # (b, N)
         ids, attn = backbone.build_inputs(prompt_ids[sl], prompt_mask[sl], image_ids)
-        logits = backbone.image_logits(backbone.forward_logits(model, ids, attn), prompt_ids.shape[1])  # (b, N, V)
+        logits = backbone.image_logits(model, ids, attn)  # (b, N, V)
         logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (b, N, V)
         logps.append(logp_all.gather(-1, targets[sl, :, None]).squeeze(-1) * masked[sl])
         ents.append(-(logp_all.exp() * logp_all).sum(-1) * masked[sl])

@@ -153,6 +153,18 @@ class LLaDABlock(GradientCheckpointingLayer):
         return x + self.dropout(self.ff_out(h))
 
 
+class LLaDAHead(nn.Linear):
+    """The untied head ``ff_out`` (parameter names of ``nn.Linear``). ``head(x, vocab=(a, b))`` computes only the
+    logits of vocabulary rows ``[a, b)`` (an image codebook), as one module call, so DeepSpeed ZeRO-3 still gathers
+    its weight and PEFT sees an ordinary Linear."""
+
+    def forward(self, x: torch.Tensor, vocab: tuple[int, int] | None = None) -> torch.Tensor:
+        if vocab is None:
+            return super().forward(x)
+        a, b = vocab
+        return F.linear(x, self.weight[a:b], None if self.bias is None else self.bias[a:b])
+
+
 class LLaDAModel(nn.Module):
     """The ``transformer`` ModuleDict of the published ``LLaDAModel``: wte, blocks, ln_f and the untied head."""
 
@@ -169,7 +181,7 @@ class LLaDAModel(nn.Module):
             )
         )
         if not config.weight_tying:
-            self.transformer["ff_out"] = nn.Linear(D, V, bias=config.include_bias)
+            self.transformer["ff_out"] = LLaDAHead(D, V, bias=config.include_bias)
 
 
 class LLaDAPreTrainedModel(PreTrainedModel):
@@ -222,6 +234,9 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         (``vocab_size`` is set to the same count, as transformers does; MMaDA-8B's config has both at 134656.)"""
         embeds = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
         self.config.embedding_size = embeds.weight.shape[0]
+        head = self.get_output_embeddings()
+        if type(head) is nn.Linear:  # transformers rebuilt the head as a plain Linear: same parameters
+            head.__class__ = LLaDAHead
         return embeds
 
     # ------------------------------------------------------------------ forward
@@ -263,8 +278,12 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,  # (B, L, D) instead of input_ids
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        logits_positions: torch.LongTensor | None = None,  # (K,) positions whose logits are wanted; None: all L
+        logits_vocab: tuple[int, int] | None = None,  # vocabulary rows [a, b) of the logits; None: all V
         **kwargs,  # e.g. use_cache=False from generic callers; ignored (no KV cache for a diffusion model)
     ) -> MaskedLMOutput:
+        """``logits_positions`` and ``logits_vocab`` let a caller ask only for the logits it reads (an image's
+        positions and codebook): (B, K, b - a) instead of (B, L, V), the same values, a fraction of the memory."""
         if kwargs.get("past_key_values") is not None:
             raise ValueError("LLaDA has no KV cache: past_key_values must be None")
         tr = self.model.transformer
@@ -287,7 +306,13 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         x = tr.ln_f(x)
         if hidden_states is not None:
             hidden_states.append(x)
-        logits = F.linear(x, tr.wte.weight) if self.config.weight_tying else tr.ff_out(x)  # (B, L, V)
+        if logits_positions is not None:
+            x = x[:, logits_positions.to(x.device)]  # (B, K, D)
+        if self.config.weight_tying:
+            w = tr.wte.weight if logits_vocab is None else tr.wte.weight[logits_vocab[0] : logits_vocab[1]]
+            logits = F.linear(x, w)  # (B, K, V')
+        else:
+            logits = tr.ff_out(x, logits_vocab)  # (B, K, V')
         if self.config.scale_logits:
             logits = logits * (1 / math.sqrt(self.config.d_model))
         loss = None

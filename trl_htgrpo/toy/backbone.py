@@ -32,12 +32,22 @@ class ShapesBackbone(MMaDALayout):
         self.bos_token_id, self.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         self._warned = False
 
-    def forward_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    @classmethod
+    def from_model(cls, model, tokenizer, checkpoint=None, **options) -> "ShapesBackbone":
+        for name, value in options.items():
+            if value is not None:
+                raise ValueError(f"{name}={value!r} does not apply to the shapes world (its tile codec decodes "
+                                 "images; its size is fixed); remove it")
+        return cls(tokenizer)
 
-    def image_logits(self, logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    def image_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids and padding mask -> (B, N, V) codebook logits at the image block ``[-(N + 1), -1)``."""
         N, o = self.num_image_tokens, self.image_offset
-        return logits[:, prompt_length : prompt_length + N, o : o + self.codebook_size]  # (B, N, V)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits[:, -N - 1 : -1, o : o + self.codebook_size]  # (B, N, V)
+
+    def to(self, device) -> "ShapesBackbone":
+        return self
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         return codes + self.image_offset

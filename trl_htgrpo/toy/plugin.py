@@ -16,6 +16,6 @@ from .modeling import ShapesDiffusionModel
 AutoConfig.register(ShapesDiffusionConfig.model_type, ShapesDiffusionConfig, exist_ok=True)
 AutoModel.register(ShapesDiffusionConfig, ShapesDiffusionModel, exist_ok=True)
 AutoModelForMaskedLM.register(ShapesDiffusionConfig, ShapesDiffusionModel, exist_ok=True)
-register_backbone(ShapesDiffusionConfig.model_type, ShapesBackbone)
+register_backbone(ShapesDiffusionConfig.model_type, ShapesBackbone.from_model)
 register_model_name(BUNDLED_NAME, bundled_path)
 register_detector("shapes", ShapesDetector)

@@ -82,7 +82,7 @@ def pretrain(model, backbone, args: PretrainArgs, log=print) -> list[dict]:
     for step in range(args.steps):
         prompts, codes = random_examples(rng, args.batch_size)
         input_ids, attn, P, x, masked = masked_batch(backbone, prompts, codes, rng, args.cond_dropout, gen)
-        logits = backbone.image_logits(backbone.forward_logits(model, input_ids, attn), P)  # (B, N, V)
+        logits = backbone.image_logits(model, input_ids, attn)  # (B, N, V)
         loss = F.cross_entropy(logits[masked].float(), x[masked])
         opt.zero_grad(set_to_none=True)
         loss.backward()

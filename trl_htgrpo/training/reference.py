@@ -31,3 +31,22 @@ def reference_copy(model: PreTrainedModel) -> PreTrainedModel:
         for b, c in zip(model.buffers(), ref.buffers()):
             c.copy_(b)
     return ref
+
+
+def prepare_reference(trainer, ref: PreTrainedModel, sync: bool) -> None:
+    """Make ``ref`` the trainer's KL reference as TRL prepares its own (dropout off, DeepSpeed / FSDP / accelerate),
+    with TRL's periodic sync when ``sync_ref_model``."""
+    from trl.models import prepare_deepspeed, prepare_fsdp
+    from trl.trainer.callbacks import SyncRefModelCallback
+    from trl.trainer.utils import disable_dropout_in_model
+
+    if trainer.args.disable_dropout:
+        disable_dropout_in_model(ref)
+    if trainer.is_deepspeed_enabled:
+        trainer.ref_model = prepare_deepspeed(ref, trainer.accelerator)
+    elif trainer.is_fsdp_enabled:
+        trainer.ref_model = prepare_fsdp(ref, trainer.accelerator)
+    else:
+        trainer.ref_model = trainer.accelerator.prepare_model(ref, evaluation_mode=True)
+    if sync:
+        trainer.add_callback(SyncRefModelCallback(ref_model=trainer.ref_model, accelerator=trainer.accelerator))
