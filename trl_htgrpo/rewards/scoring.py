@@ -65,6 +65,12 @@ def load_reason(error: BaseException) -> str:
     if "size mismatch" in text or "missing key" in text or "unexpected key" in text or "model_type" in text \
             or "wrong architecture" in text or "unrecognized" in text:
         return "wrong architecture: the weights do not fit the model this scorer builds"
+    if "can't load" in text or "make sure" in text:  # transformers' OSError, which drops the hub's exception
+        from huggingface_hub.constants import is_offline_mode
+
+        if is_offline_mode():
+            return "offline (HF_HUB_OFFLINE is set) and not in the local Hugging Face cache"
+        return "missing or unreachable: not a local folder, not in the cache, and the hub did not provide it"
     return "failed"
 
 
