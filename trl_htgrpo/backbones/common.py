@@ -90,9 +90,9 @@ def resolve_vq_decoder(vq, kind: str, device=None, load: bool = False, family: s
     if isinstance(vq, (str,)) or hasattr(vq, "__fspath__"):
         vq = VQSource(kind, str(vq))
     if isinstance(vq, torch.nn.Module):
-        vq = wrap_vq_decoder(kind, vq)
-    if isinstance(vq, VQSource) and load:
-        vq = load_vq_decoder(vq.kind, vq.name_or_path, vq.subfolder, device=device)
+        vq = wrap_vq_decoder(kind, vq, image_sizes="any")
+    if isinstance(vq, VQSource) and load:  # the adapter checks its image size itself (from_model)
+        vq = load_vq_decoder(vq.kind, vq.name_or_path, vq.subfolder, device=device, image_sizes="any")
     if isinstance(vq, VQDecoder) and device is not None:
         vq.model.to(device)
     if vq is None and load:

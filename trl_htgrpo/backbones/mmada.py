@@ -16,6 +16,8 @@ MMaDA checkpoint carries none: ``--vq_model_name_or_path``), pixels by truncatio
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -86,17 +88,23 @@ class MMaDABackbone(MMaDALayout):
         self._warned = False
 
     @classmethod
-    def from_model(cls, model, tokenizer, vq_model_name_or_path=None, checkpoint=None, **options) -> "MMaDABackbone":
+    def from_model(cls, model, tokenizer, vq_model_name_or_path=None, checkpoint=None, image_size=None,
+                   **options) -> "MMaDABackbone":
         """The adapter of an MMaDA checkpoint: N and V from its config, its vocabulary checked, and its VQ decoder
         from ``vq_model_name_or_path`` (MMaDA checkpoints carry none)."""
         config = model.config
+        N = int(getattr(config, "num_vq_tokens", 1024))
+        side = 16 * math.isqrt(N)
+        if image_size is not None and image_size != side:
+            raise ValueError(f"image_size={image_size}: an MMaDA checkpoint draws {side}x{side} images (num_vq_tokens="
+                             f"{N} = {side // 16}x{side // 16} codes); remove image_size or set it to {side}")
         check_vocabulary(config, cls.name, MMADA_VOCAB, {"lumina_dimoo": LUMINA_DIMOO_VOCAB})
         vq = None
         if vq_model_name_or_path is not None or checkpoint is not None:
             from ..models.vq import find_vq_decoder
 
             vq = find_vq_decoder(checkpoint, vq_model_name_or_path)
-        return cls(tokenizer, vq_decoder=vq, num_image_tokens=int(getattr(config, "num_vq_tokens", 1024)),
+        return cls(tokenizer, vq_decoder=vq, num_image_tokens=N,
                    codebook_size=int(getattr(config, "codebook_size", 8192)), **options)
 
     # ------------------------------------------------------------------ model inputs / outputs
