@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from trl_htgrpo.rewards import GenEvalReward
 from trl_htgrpo.rewards.geneval_rules import (
-    GENEVAL_COLORS, RELATIONS, TAGS, Detection, evaluate, relation, summarize, validate_metadata,
+    GENEVAL_COLORS, PARTIAL_CREDIT, RELATIONS, TAGS, Detection, colors_needed, evaluate, geneval_order,
+    keep_detections, relation, summarize, validate_metadata,
 )
 from trl_htgrpo.toy.shapes import CLASSES
 
@@ -290,3 +292,166 @@ def test_forward_position_reference_is_rejected():
 def test_constants():
     assert TAGS == ("single_object", "two_object", "counting", "colors", "position", "color_attr")
     assert RELATIONS == ("left of", "right of", "above", "below")
+
+
+# ----------------------------------------------------------------------------------------------- GenEval's order
+def test_equal_scores_last_first_as_genevals_argsort():
+    # np.argsort([.5, .9, .5, .7, .5])[::-1] with a stable argsort (GenEval's numpy 1.23 for <= 16 elements)
+    assert geneval_order([0.5, 0.9, 0.5, 0.7, 0.5]) == [1, 3, 4, 2, 0]
+    assert geneval_order([1.0] * 4) == [3, 2, 1, 0]
+    assert geneval_order([]) == []
+    dets = [det("square", x=0, score=0.8), det("circle"), det("square", x=24, score=0.8), det("square", x=48, score=0.2)]
+    assert keep_detections(dets, 0.3) == {"square": [2, 0], "circle": [1]}  # the 0.2 square is below 0.3
+
+
+def test_tie_decides_which_object_is_checked_for_colour_and_position():
+    meta = {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}]}
+    # equal scores: the LAST square is the most confident one in GenEval's order
+    assert evaluate([det("square", color="blue", score=0.7), det("square", x=24, color="red", score=0.7)], meta).correct
+    assert not evaluate([det("square", color="red", score=0.7), det("square", x=24, color="blue", score=0.7)], meta).correct
+    # position: the circle checked is the last of two equal ones; the square is left of it only
+    meta = {"tag": "position", "include": [{"class": "circle", "count": 1},
+                                           {"class": "square", "count": 1, "position": ["left of", 0]}]}
+    circles = [det("circle", x=0, y=24, score=0.5), det("circle", x=36, score=0.5)]
+    assert evaluate(circles + [det("square", x=0, y=0)], meta).correct  # (6, 6) vs (42, 6): left of
+    assert not evaluate(circles[::-1] + [det("square", x=0, y=0)], meta).correct  # vs (6, 30): above only
+
+
+def test_tie_at_the_max_objects_cap():
+    # 17 squares above 0.9: 15 distinct scores, then two tied at 0.91; the cap keeps 16: the later tied one
+    dets = [det("square", x=i, score=0.99 - i / 1000) for i in range(15)]
+    dets += [det("square", x=100, score=0.91, color="red"), det("square", x=200, score=0.91, color="blue")]
+    assert keep_detections(dets, 0.9)["square"] == list(range(15)) + [16]
+
+
+# ----------------------------------------------------------------------------------------------- colours on demand
+def test_colors_needed_are_the_top_count_of_each_colour_clause():
+    dets = [det("square", score=0.5), det("square", x=24, score=0.95), det("circle", x=48), det("square", x=60, score=0.2)]
+    meta = {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                              {"class": "circle", "count": 1}]}
+    assert colors_needed(dets, meta) == [1]  # only the most confident square; the circle's clause has no colour
+    meta = {"tag": "colors", "include": [{"class": "square", "count": 3, "color": "red"}]}
+    assert colors_needed(dets, meta) == [0, 1]  # fewer kept than count: all kept (the 0.2 one is not)
+    assert colors_needed(dets, {"tag": "counting", "include": [{"class": "square", "count": 2, "color": "red"}]}) == [1]
+
+
+def test_colors_argument_overrides_detection_colors():
+    meta = {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}]}
+    dets = [Detection("square", (0, 0, 12, 12), 0.9)]  # colour unknown (a photo detector's detection)
+    assert not evaluate(dets, meta).correct
+    assert evaluate(dets, meta, colors=["red"]).correct
+    with pytest.raises(ValueError, match="got 2 colours for 1 detections"):
+        evaluate(dets, meta, colors=["red", "red"])
+
+
+# ----------------------------------------------------------------------------------------------- flow_grpo
+def flow(dets, meta):
+    return evaluate(dets, meta, partial_credit="flow_grpo").score
+
+
+def bounded(dets, meta):
+    return evaluate(dets, meta).score
+
+
+def test_flow_grpo_counts_all_kept_detections_and_goes_negative():
+    # counting "two squares" (exclude 3): terms 1 - |2 - n| / 2 only; the exclude is ignored
+    two = [det("square", x=0), det("square", x=24)]
+    assert flow(two, COUNT_TWO) == 1.0
+    assert flow(two[:1], COUNT_TWO) == 0.5  # 1 - 1/2; bounded: (1/2 + 1) / 2 = 0.75
+    assert bounded(two[:1], COUNT_TWO) == 0.75
+    assert flow([], COUNT_TWO) == 0.0  # 1 - 2/2
+    three = two + [det("square", x=48)]
+    assert flow(three, COUNT_TWO) == 0.5  # 1 - 1/2 (not because of the exclude); bounded (1 + 0) / 2 = 0.5
+    six = [det("square", x=8 * i) for i in range(6)]
+    assert flow(six, COUNT_TWO) == -1.0  # 1 - 4/2
+    one = {"tag": "single_object", "include": [{"class": "square", "count": 1}]}
+    assert flow(six, one) == -4.0  # 1 - 5/1; bounded 1.0 (the include takes the best one; no exclude)
+    assert bounded(six, one) == 1.0
+    twenty = [det("square", x=i, score=0.95) for i in range(20)]
+    assert flow(twenty, one) == -14.0  # at most 16 kept: 1 - 15/1
+
+
+def test_flow_grpo_uses_the_counting_threshold():
+    # counting: the 0.85 square is below 0.9, so n = 2 -> 1.0; with any other tag (0.3) n = 3 -> 1 - 1/2
+    dets = [det("square", x=0, score=0.95), det("square", x=24, score=0.95), det("square", x=48, score=0.85)]
+    assert flow(dets, COUNT_TWO) == 1.0
+    assert flow(dets, dict(COUNT_TWO, tag="two_object")) == 0.5
+
+
+def test_flow_grpo_ignores_excludes():
+    meta = {"tag": "single_object", "include": [{"class": "square", "count": 1}], "exclude": [{"class": "circle", "count": 1}]}
+    dets = [det("square"), det("circle", x=24)]
+    v = evaluate(dets, meta, partial_credit="flow_grpo")
+    assert (v.correct, v.score) == (False, 1.0)  # strict fails on the exclude; flow_grpo's only term is 1
+    assert bounded(dets, meta) == 0.5  # include 1, exclude 0
+
+
+def test_flow_grpo_colour_term():
+    meta = {"tag": "colors", "include": [{"class": "square", "count": 2, "color": "red"}]}
+    red, blue = det("square", x=0, color="red"), det("square", x=24, color="blue")
+    assert flow([red, det("square", x=24, color="red")], meta) == 1.0  # terms [1, 1]
+    assert flow([red, blue], meta) == 0.75  # count right: [1, 1 - |2 - 1| / 2] = [1, 0.5]; bounded 1 * 1/2
+    assert bounded([red, blue], meta) == 0.5
+    assert flow([blue, det("square", x=48, color="blue")], meta) == 0.5  # [1, 1 - 2/2]
+    # count wrong: the colour term is 0 whatever the colours: 3 red squares -> [1 - 1/2, 0]
+    assert flow([red, det("square", x=24, color="red"), det("square", x=48, color="red")], meta) == 0.25
+    assert flow([red], meta) == 0.25  # [1 - 1/2, 0]; bounded 1/2 * 1/1 = 0.5
+    assert bounded([red], meta) == 0.5
+    # color_attr, first clause's square is blue: [1, 0] + [1, 1] -> 0.75; bounded (0 + 1) / 2
+    meta = {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                              {"class": "circle", "count": 1, "color": "blue"}]}
+    dets = [det("square", color="blue"), det("circle", x=24, color="blue")]
+    assert (flow(dets, meta), bounded(dets, meta)) == (0.75, 0.5)
+
+
+def test_flow_grpo_position_terms():
+    # POSITION: circle (clause 0), square left of it (clause 1)
+    good = [det("circle", x=24), det("square", x=0)]
+    assert flow(good, POSITION) == 1.0  # [1] + [1, 1]
+    bad = [det("circle", x=0), det("square", x=24)]
+    # wrong relation: [1] + [1, 0, 1]: the server appends 1.0 after its pair loop even when a pair failed
+    assert flow(bad, POSITION) == 0.75
+    assert bounded(bad, POSITION) == 0.5
+    # no circle: clause 0 [1 - 1/1 = 0]; clause 1 count right, target failed: [1, 0] -> 1/3
+    assert flow([det("square")], POSITION) == pytest.approx(1 / 3)
+    # two squares for one: clause 1 [1 - 1/1 = 0, 0] (one 0 for the position) -> (1 + 0 + 0) / 3
+    assert flow([det("circle", x=36), det("square", x=0), det("square", x=12, y=24)], POSITION) == pytest.approx(1 / 3)
+    # two circles for one: GenEval takes the better circle and is correct; flow_grpo's clause 0 fails (n != 1),
+    # so clause 1 has no target: [0] + [1, 0] -> 1/3
+    dets = [det("circle", x=36, score=0.9), det("circle", x=48, y=36, score=0.8), det("square", x=0)]
+    v = evaluate(dets, POSITION, partial_credit="flow_grpo")
+    assert v.correct and v.score == pytest.approx(1 / 3)
+    assert bounded(dets, POSITION) == 1.0
+    # colour and position in one clause, two squares for one: a single 0 term for both -> [1] + [1 - 1/1, 0]
+    meta = {"tag": "position", "include": [{"class": "circle", "count": 1},
+                                           {"class": "square", "count": 1, "color": "red", "position": ["left of", 0]}]}
+    assert flow([det("circle", x=36), det("square", x=0), det("square", x=12, y=24)], meta) == pytest.approx(1 / 3)
+    # count right, colour wrong: colour term 0 and no position term -> [1] + [1, 0]
+    assert flow([det("circle", x=36), det("square", x=0, color="blue")], meta) == pytest.approx(2 / 3)
+
+
+def test_flow_grpo_bounds_on_random_detections():
+    rng = np.random.default_rng(1)
+    metas = [TWO_OBJECT, COUNT_TWO, POSITION,
+             {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                               {"class": "circle", "count": 1, "color": "blue"}]}]
+    seen_negative = False
+    for _ in range(300):
+        dets = [det(CLASSES[rng.integers(2)], x=rng.integers(0, 40), y=rng.integers(0, 40),
+                    score=float(rng.uniform(0.5, 1.0)), color=("red", "blue")[rng.integers(2)])
+                for _ in range(rng.integers(0, 6))]
+        for meta in metas:
+            b, f = evaluate(dets, meta), evaluate(dets, meta, partial_credit="flow_grpo")
+            assert b.correct == f.correct and b.reason == f.reason  # strict correctness does not depend on the mode
+            assert -15.0 <= f.score <= 1.0
+            seen_negative |= f.score < 0
+    assert seen_negative
+
+
+def test_unknown_partial_credit_lists_the_rules():
+    assert sorted(PARTIAL_CREDIT) == ["bounded", "flow_grpo"]
+    with pytest.raises(ValueError, match=r"partial_credit='flow' is not a known rule; choose one of \['bounded', 'flow_grpo'\]"):
+        evaluate([], TWO_OBJECT, partial_credit="flow")
+    with pytest.raises(ValueError, match=r"partial_credit='strict' is not a known rule"):
+        GenEvalReward("shapes", partial_credit="strict")
+    assert GenEvalReward("shapes", partial_credit="flow_grpo").__name__ == "geneval_flow_grpo"

@@ -1,9 +1,16 @@
 """The detector registry of the GenEval rule engine.
 
 A detector is a callable ``image (PIL) -> list[Detection]`` (see :mod:`.geneval_rules`), optionally with
-``classes`` and ``colors`` attributes (the metadata it can check) and a batched ``detect(images)``. Each
-backbone names the detector for its images (``Backbone.detector``); plug-ins register theirs with
-:func:`register_detector` (the shapes world registers ``"shapes"``).
+
+* ``classes`` and ``colors``: the metadata it can check;
+* ``threshold`` / ``counting_threshold``: its score thresholds (GenEval's 0.3 / 0.9 for Mask2Former);
+* ``detect(images) -> list[list[Detection]]``: batched detection;
+* ``classify_colors(images, detections) -> list[list[str]]``: colours on demand, for detectors whose
+  detections come with ``color=None`` (the rule engine asks only for those :func:`colors_needed` names).
+
+Each backbone names the detector for its images (``Backbone.detector``). Built in: ``"mask2former"``
+(photographs: :class:`~.photo_detector.Mask2FormerDetector`, imported on first use). Plug-ins register
+theirs with :func:`register_detector` (the shapes world registers ``"shapes"``).
 """
 
 from __future__ import annotations
@@ -21,8 +28,17 @@ def register_detector(name: str, factory: Callable[..., Any]) -> None:
     DETECTORS[name] = factory
 
 
+def _mask2former(**options: Any):
+    from .photo_detector import Mask2FormerDetector  # transformers' Mask2Former is imported only when used
+
+    return Mask2FormerDetector(**options)
+
+
+register_detector("mask2former", _mask2former)
+
+
 def get_detector(name: str, **options: Any):
-    """A new detector registered as ``name`` (plug-ins are loaded if the name is unknown)."""
+    """A new detector registered as ``name`` (plug-ins are loaded if the name is unknown); ``options`` go to its factory."""
     if name not in DETECTORS:
         load_plugins()
     if name not in DETECTORS:
