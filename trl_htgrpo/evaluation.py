@@ -19,14 +19,46 @@ def image_seed(seed: int, index: int) -> int:
     return zlib.crc32(f"eval-{seed}-{index}".encode())
 
 
-def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, **sampler_kwargs):
-    """Images and GenEval verdicts of one image per metadata record, image i drawn with ``seeds[i]``."""
+def read_metadata(path: str) -> list[dict[str, Any]]:
+    """GenEval metadata (one JSON object per line: tag, include, exclude?, prompt) -> records; a malformed line
+    raises ``ValueError`` naming the file, the line number and the field."""
+    import json
+
+    from .rewards.geneval_rules import validate_metadata
+
+    records = []
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON object, got {type(record).__name__}")
+                for key in ("tag", "prompt", "include"):
+                    if key not in record:
+                        raise ValueError(f"field {key!r} is missing")
+                validate_metadata(record)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}, line {n}: {e}") from e
+            records.append(record)
+    return records
+
+
+def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, desc=None, **sampler_kwargs):
+    """Images and GenEval verdicts of one image per metadata record, image i drawn with ``seeds[i]``; a progress
+    bar over the images when ``desc`` is given."""
+    from tqdm.auto import tqdm
+
     images: list[Image.Image] = []
+    bar = tqdm(total=len(metas), desc=desc, unit="image", disable=desc is None, leave=False)
     for i in range(0, len(metas), batch_size):
         chunk = metas[i : i + batch_size]
         traj = sample_images(model, backbone, backbone.encode_prompts([m["prompt"] for m in chunk]),
                              seeds=seeds[i : i + batch_size], **sampler_kwargs)
         images += backbone.decode_images(traj.codes)
+        bar.update(len(chunk))
+    bar.close()
     return images, reward.verdicts(images, metas)
 
 
@@ -81,7 +113,7 @@ def image_grid(samples: Sequence[tuple[str, Image.Image, bool]], columns: int = 
 
 @torch.no_grad()
 def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prompt: int = 2, seed: int = 0,
-                     batch_size: int = 64) -> dict[str, Any]:
+                     batch_size: int = 64, desc: str | None = None) -> dict[str, Any]:
     """:func:`evaluate_model` for the model inside a running trainer: every process samples its shard
     of the records (inside TRL's ``unwrap_model_for_generation``, so ZeRO-3 weights are gathered),
     and the verdicts are gathered, so all processes return the same summary.
@@ -104,7 +136,8 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
     reward.bind_backbone(trainer.backbone)
     gather = args.ds3_gather_for_generation or trainer.model_wrapped is trainer.model  # no engine yet
     with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=gather) as model:
-        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, seeds, reward, **trainer.sampling)
+        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, seeds, reward,
+                                      desc=desc if acc.is_main_process else None, **trainer.sampling)
     verdicts = verdicts[: len(shard)]
     rows = gather_object([(m["tag"], v.correct) for m, v in zip(shard, verdicts)])
     out = summarize([t for t, _ in rows], [c for _, c in rows])

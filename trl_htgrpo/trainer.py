@@ -126,6 +126,8 @@ class HTGRPOTrainer(GRPOTrainer):
         for f in self.reward_funcs:
             if callable(getattr(f, "bind_backbone", None)):
                 f.bind_backbone(self.backbone)  # e.g. GenEvalReward picks the backbone's detector
+            if callable(getattr(f, "load", None)) and not isinstance(f, torch.nn.Module):
+                f.load()  # reward models load now: a missing one fails before any rollout
         self.reward_funcs = [f if isinstance(f, torch.nn.Module) else named(f, n)
                              for f, n in zip(self.reward_funcs, self.reward_func_names)]
 

@@ -1,15 +1,16 @@
-"""MMaDA and Lumina-DiMOO adapters with a stub tokenizer and fake models (no hub, no real weights).
+"""MMaDA and Lumina-DiMOO adapters: layouts with a stub tokenizer, logits and decoding with tiny native models and
+decoders (no hub, no real weights).
 
-The stub tokenizer knows the few special strings of the two layouts; its word ids are made up. Model outputs
-are synthetic logits as wide as the real vocabularies (offset + 8192), on tiny images (2x2 codes) and short
-prompts, so that slices land on the real ids.
+The stub tokenizer knows the few special strings of the two layouts; its word ids are made up. Models are the
+native LLaDA with the real vocabulary widths, on tiny images (2x2 codes) and short prompts, so that ids and
+slices land where the published code puts them.
 """
 
 import re
-import sys
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ BOS, EOS = 126080, 126081  # LLaDA's <|startoftext|> / <|endoftext|> (MMaDA conf
 # Lumina-DiMOO's tag tokens: made-up ids for the stub, except <uncondition>, whose id the adapter checks.
 TAGS = {"<system>": 126340, "</system>": 126341, "<user>": 126342, "</user>": 126343,
         "<uncondition>": LUMINA_DIMOO_TOKENS["uncondition"]}
-MMADA_VOCAB = MMADA_TOKENS["image_offset"] + 8192  # 134541 logits per position
+MMADA_VOCAB = 134656  # MMaDA-8B's logits width
 LUMINA_VOCAB = LUMINA_DIMOO_TOKENS["image_offset"] + 8192  # 134548
 
 
@@ -51,37 +52,27 @@ class StubTokenizer:
         return {"input_ids": ids}
 
 
-class FakeLM(nn.Module):
-    """Random logits of the full vocabulary; records how it was called."""
+class FullLogits(nn.Module):
+    """A model with no restricted head: full-vocabulary logits from a fixed random table; records its calls."""
 
     def __init__(self, vocab):
         super().__init__()
         self.vocab, self.anchor, self.calls = vocab, nn.Parameter(torch.zeros(1)), []
-        self.gen = torch.Generator().manual_seed(0)
 
-    def forward(self, input_ids=None, attention_mask=None, attention_bias=None):
-        self.calls.append({"shape": tuple(input_ids.shape), "attention_mask": attention_mask,
-                           "attention_bias": attention_bias})
+    def forward(self, input_ids=None, attention_mask=None, attention_bias=None, position_ids=None):
+        self.calls.append({"attention_mask": attention_mask, "attention_bias": attention_bias, "position_ids": position_ids})
         B, L = input_ids.shape
-        return SimpleNamespace(logits=torch.randn(B, L, self.vocab, generator=self.gen))
+        g = torch.Generator().manual_seed(L)
+        return SimpleNamespace(logits=torch.randn(B, L, self.vocab, generator=g))
 
 
-class TinyAttention(nn.Module):
-    """One bidirectional attention layer without positions that obeys a bool attention_bias as LLaDA does
-    (False -> dtype min). Its outputs at real tokens must not depend on how much left padding there is."""
+def tiny_llada(width, seed=0):
+    from trl_htgrpo.models import LLaDAConfig, LLaDAModelLM
 
-    def __init__(self, vocab=64, dim=8):
-        super().__init__()
-        torch.manual_seed(0)
-        self.emb, self.qkv, self.out = nn.Embedding(vocab, dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, 5)
-        self.vocab = vocab
-
-    def forward(self, input_ids=None, attention_bias=None):
-        x = self.emb(input_ids % self.vocab)
-        q, k, v = self.qkv(x).chunk(3, -1)
-        bias = torch.zeros(attention_bias.shape).masked_fill(~attention_bias, torch.finfo(torch.float).min)
-        att = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5 + bias[:, 0], dim=-1)
-        return SimpleNamespace(logits=self.out(att @ v))
+    torch.manual_seed(seed)
+    cfg = LLaDAConfig(d_model=32, n_heads=2, n_kv_heads=2, n_layers=1, mlp_hidden_size=64, vocab_size=width,
+                      embedding_size=width, rope_theta=10000.0)
+    return LLaDAModelLM(cfg).eval()
 
 
 @pytest.fixture
@@ -91,7 +82,7 @@ def tok():
 
 @pytest.fixture
 def mmada(tok):
-    return MMaDABackbone(tok, num_image_tokens=4)
+    return MMaDABackbone(tok, num_image_tokens=4, max_text_length=10)
 
 
 @pytest.fixture
@@ -130,38 +121,49 @@ def test_mmada_truncation(tok):
         bb.encode_prompts(["one two three four five six seven"])
 
 
-def test_mmada_build_inputs(mmada):
+def test_mmada_build_inputs_pads_the_text_block_to_its_fixed_length(mmada):
     prompts = mmada.encode_prompts(["a red cat", "dog"]) + [mmada.unconditional_prompt()]
     p_ids, p_mask = left_pad(prompts, mmada.pad_token_id)
-    P = p_ids.shape[1]
     codes = torch.tensor([[0, 1, 8190, 8191], [5, 6, 7, 8], [9, 9, 9, 9]])
     image = torch.where(torch.tensor([True, False, False, True]), mmada.mask_token_id, mmada.codes_to_ids(codes))
     ids, attn = mmada.build_inputs(p_ids, p_mask, image)
-    assert ids.shape == attn.shape == (3, P + 4 + 1)
+    P = mmada.max_prompt_length  # 12: MMaDA pads <|t2i|> <bos> text <eos> to max_text_length + 1, then <|soi|>
+    assert P == 12 and ids.shape == attn.shape == (3, P + 4 + 1)
     for b, p in enumerate(prompts):
         row, pad = ids[b].tolist(), P - len(p)
         assert row == [126093] * pad + p + image[b].tolist() + [126085]
         assert attn[b].tolist() == [0] * pad + [1] * (len(p) + 5)
     assert ids[0, P:P + 4].tolist() == [126336, 126350, 126349 + 8190, 126336]
+    loose = MMaDABackbone(StubTokenizer(), num_image_tokens=4, max_text_length=10, fixed_padding=False)
+    assert loose.build_inputs(p_ids, p_mask, image)[0].shape[1] == p_ids.shape[1] + 5  # padded to the batch
 
 
-def test_mmada_image_logits_slice(mmada):
-    B, P, N = 2, 6, 4
-    L = P + N + 1
-    logits = torch.zeros(B, L, MMADA_VOCAB)
-    codes = torch.tensor([[0, 8191, 17, 4096], [1, 2, 3, 8190]])
-    for b in range(B):
-        for i in range(N):
-            logits[b, P + i, 126349 + codes[b, i]] = 5.0
-    logits[:, :P, 126349:] = 9.0  # prompt positions and the <|eoi|> position must not leak in
-    logits[:, -1, 126349:] = 9.0
-    logits[:, P:P + N, :126349] = 9.0  # nor text ids
-    out = mmada.image_logits(logits, P)
-    assert out.shape == (B, N, 8192)
-    assert torch.equal(out.argmax(-1), codes)
-    assert torch.equal(out, logits[:, -(N + 1):-1, 126349:126349 + 8192])  # MMaDA's own slice
-    with pytest.raises(ValueError, match="do not hold"):
-        mmada.image_logits(logits[:, 1:], P)
+def test_mmada_image_logits_are_its_published_slice_with_its_attention_bias(mmada):
+    ids = torch.randint(0, 1000, (2, 17))
+    attn = torch.ones(2, 17, dtype=torch.long)
+    attn[0, :3] = 0
+    model = FullLogits(MMADA_VOCAB)
+    out = mmada.image_logits(model, ids, attn)
+    full = model(ids).logits
+    assert torch.equal(out, full[:, -5:-1, 126349:126349 + 8192])  # MMaDA's logits[:, -(N + 1):-1, offset:]
+    assert torch.equal(model.calls[0]["attention_bias"], padding_attention_bias(attn))
+    MMaDABackbone(StubTokenizer(), num_image_tokens=4, attention="mask").image_logits(model, ids, attn)
+    assert torch.equal(model.calls[-1]["attention_mask"], attn) and model.calls[-1]["attention_bias"] is None
+
+
+def test_native_model_computes_only_the_image_logits_and_they_are_the_same(mmada, lumina):
+    """The native LLaDA is asked for the image positions and codebook rows only: equal to slicing its full logits."""
+    for bb, width in ((mmada, 134656), (lumina, 126356 + 8192)):
+        model = tiny_llada(width)
+        prompts = bb.encode_prompts(["a red cat", "dog"])
+        p_ids, p_mask = left_pad(prompts, bb.pad_token_id)
+        ids, attn = bb.build_inputs(p_ids, p_mask, torch.full((2, 4), bb.mask_token_id))
+        with torch.no_grad():
+            fast = bb.image_logits(model, ids, attn)
+            slow = bb.image_logits(lambda **kw: model(**{k: v for k, v in kw.items() if not k.startswith("logits_")}),
+                                   ids, attn)
+        assert fast.shape == (2, 4, 8192)
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
 def test_mmada_codes_round_trip(mmada):
@@ -180,57 +182,21 @@ def test_attention_bias_semantics():
     assert bias[0, 0, 2:, 2:].all()  # real tokens see each other in both directions (not causal)
 
 
-def test_mmada_forward_logits_passes_bias(mmada):
-    model = FakeLM(vocab=7)
-    ids, attn = torch.ones(2, 5, dtype=torch.long), torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
-    logits = mmada.forward_logits(model, ids, attn)
-    assert logits.shape == (2, 5, 7)
-    (call,) = model.calls
-    assert call["attention_mask"] is None
-    assert torch.equal(call["attention_bias"], padding_attention_bias(attn))
-    MMaDABackbone(StubTokenizer(), attention="mask").forward_logits(model, ids, attn)
-    assert model.calls[-1]["attention_bias"] is None and torch.equal(model.calls[-1]["attention_mask"], attn)
-    with pytest.raises(ValueError, match="attention"):
-        MMaDABackbone(StubTokenizer(), attention="causal")
+def test_mmada_decodes_with_magvitv2_and_truncates_pixels(tok, tmp_path):
+    from real_layouts import save_tiny_magvitv2
 
+    from trl_htgrpo.models import mmada_to_uint8
 
-@pytest.mark.parametrize("family", ["mmada", "lumina"])
-def test_padding_does_not_change_logits(family, mmada, lumina):
-    """A short prompt batched with a long one gives the same logits at its tokens as alone."""
-    bb = {"mmada": mmada, "lumina": lumina}[family]
-    if family == "lumina":
-        bb.attention = "bias"
-    model = TinyAttention()
-    prompts = bb.encode_prompts(["a", "a much longer prompt than the first one"])
-    image = torch.full((2, bb.num_image_tokens), bb.mask_token_id)
-    p_ids, p_mask = left_pad(prompts, bb.pad_token_id)
-    ids, attn = bb.build_inputs(p_ids, p_mask, image)
-    batched = bb.forward_logits(model, ids, attn)
-    a_ids, a_mask = left_pad(prompts[:1], bb.pad_token_id)
-    alone = bb.forward_logits(model, *bb.build_inputs(a_ids, a_mask, image[:1]))
-    n = alone.shape[1]
-    assert torch.allclose(batched[0, -n:], alone[0], atol=1e-5)
-    # without the bias (all positions visible) the padding would change them
-    leaky = bb.forward_logits(model, ids, torch.ones_like(attn))
-    assert not torch.allclose(leaky[0, -n:], alone[0], atol=1e-3)
-
-
-def test_mmada_decode(mmada):
-    with pytest.raises(RuntimeError, match="showlab/magvitv2"):
-        mmada.decode_images(torch.zeros(1, 4, dtype=torch.long))
-    seen = []
-
-    def decoder(codes):  # codes (B, N) -> (B, 3, 8, 8) in [-1, 1]: left half -1, right half +1
-        seen.append(codes.clone())
-        img = torch.full((codes.shape[0], 3, 8, 8), -1.0)
-        img[..., 4:] = 1.0
-        return img
-
-    bb = MMaDABackbone(StubTokenizer(), vq_decoder=decoder, num_image_tokens=4)
-    images = bb.decode_images(torch.tensor([[0, 1, 2, 9000], [3, 3, 3, 3]]))
-    assert len(images) == 2 and images[0].size == (8, 8) and images[0].mode == "RGB"
-    assert images[0].getpixel((0, 0)) == (0, 0, 0) and images[0].getpixel((7, 0)) == (255, 255, 255)
-    assert seen[0].tolist() == [[0, 1, 2, 8191], [3, 3, 3, 3]]  # clamped to the codebook, like MMaDA's script
+    bare = MMaDABackbone(tok, num_image_tokens=4)
+    with pytest.raises(RuntimeError, match="--vq_model_name_or_path"):
+        bare.decode_images(torch.zeros(1, 4, dtype=torch.long))
+    bb = MMaDABackbone(tok, vq_decoder=str(save_tiny_magvitv2(tmp_path / "vq")), num_image_tokens=4)
+    codes = torch.tensor([[0, 1, 2, 9000], [3, 3, 3, 3]])
+    images = bb.decode_images(codes)
+    assert len(images) == 2 and images[0].size == (32, 32) and images[0].mode == "RGB"
+    raw = bb.vq_decoder.decode(codes.clamp(0, 8191))  # codes clamped to the codebook, like MMaDA's script
+    assert np.array_equal(np.asarray(images[0]), mmada_to_uint8(raw)[0].numpy())
+    assert mmada_to_uint8(torch.zeros(1, 3, 1, 1))[0, 0, 0, 0].item() == 127  # (0 + 1) / 2 * 255 = 127.5, truncated
 
 
 # ---------------------------------------------------------------------------------------------- Lumina-DiMOO
@@ -241,7 +207,7 @@ def test_lumina_ids_and_protocol(lumina):
     assert (lumina.answer_start_id, lumina.answer_end_id) == (126354, 126355)
     assert (lumina.num_image_tokens, lumina.codebook_size, lumina.image_block_length) == (4, 8192, 6)
     default = LuminaDiMOOBackbone(StubTokenizer())
-    assert (default.num_image_tokens, default.max_prompt_length) == (1024, 1026)
+    assert (default.num_image_tokens, default.max_prompt_length) == (4096, 1026)  # 1024 px, the published default
 
 
 def test_lumina_prompt_layout(lumina, tok):
@@ -287,26 +253,34 @@ def test_lumina_build_inputs_rows_and_newlines(tok):
         bb.build_inputs(p_ids, p_mask, image[:, :5])
 
 
-def test_lumina_image_logits_gather(lumina):
+def test_lumina_image_logits_read_the_code_positions_with_cumsum_positions(lumina):
     B, P, (H, W) = 2, 5, lumina.grid
     L = P + H * (W + 1) + 2
-    logits = torch.zeros(B, L, LUMINA_VOCAB)
-    codes = torch.tensor([[0, 8191, 12, 4000], [7, 7, 1, 2]])
+    ids = torch.randint(0, 1000, (B, L))
+    attn = torch.ones(B, L, dtype=torch.long)
+    attn[1, :2] = 0
+    model = FullLogits(LUMINA_VOCAB)
+    out = lumina.image_logits(model, ids, attn)
     pos = lumina.image_positions(P)
-    for b in range(B):
-        for i in range(4):
-            logits[b, pos[i], 126356 + codes[b, i]] = 3.0
-    newline_pos = [P + W, P + 2 * W + 1]
-    logits[:, newline_pos, 126356:] = 9.0  # the newline positions must not be read
-    logits[:, :P, 126356:] = 9.0
-    logits[:, -2:, 126356:] = 9.0
-    logits[:, :, 126349] = 9.0  # ids below the offset (boi) are not codes
-    out = lumina.image_logits(logits, P)
-    assert out.shape == (B, 4, 8192)
-    assert torch.equal(out.argmax(-1), codes)
-    assert torch.equal(out, logits[:, pos, 126356:126356 + 8192])
-    with pytest.raises(ValueError, match="do not hold"):
-        lumina.image_logits(logits[:, :-1], P)
+    assert pos.tolist() == [P, P + 1, P + 3, P + 4]  # the newline after each row is skipped
+    assert torch.equal(out, model(ids).logits[:, pos, 126356:126356 + 8192])
+    assert model.calls[0]["position_ids"][1, :4].tolist() == [0, 0, 0, 1]  # counted from the first real token
+    assert torch.equal(model.calls[0]["attention_mask"], attn)
+
+
+def test_lumina_left_padded_batch_equals_rows_drawn_alone(lumina):
+    """Lumina-DiMOO's published loop runs one unpadded prompt at a time; batched with a padding mask and cumsum
+    positions, the native model gives each row the same logits."""
+    model = tiny_llada(126356 + 8192)
+    prompts = lumina.encode_prompts(["a", "a much longer prompt than the first one"])
+    image = torch.full((2, 4), lumina.mask_token_id)
+    p_ids, p_mask = left_pad(prompts, lumina.pad_token_id)
+    with torch.no_grad():
+        batched = lumina.image_logits(model, *lumina.build_inputs(p_ids, p_mask, image))
+        for b in range(2):
+            a_ids, a_mask = left_pad(prompts[b : b + 1], lumina.pad_token_id)
+            alone = lumina.image_logits(model, *lumina.build_inputs(a_ids, a_mask, image[:1]))
+            torch.testing.assert_close(batched[b], alone[0], rtol=1e-5, atol=1e-5)
 
 
 def test_lumina_codes_round_trip(lumina):
@@ -316,103 +290,51 @@ def test_lumina_codes_round_trip(lumina):
     assert torch.equal(lumina.ids_to_codes(ids), codes)
 
 
-class FakeLuminaWrapper(nn.Module):
-    """The calling convention of Lumina-DiMOO's LLaDAForMultiModalGeneration.forward (infer=True, no mask)."""
+def test_lumina_decodes_with_its_vqmodel_and_rounds_pixels(tok, tmp_path):
+    from real_layouts import save_tiny_lumina
 
-    def __init__(self):
-        super().__init__()
-        self.anchor, self.calls = nn.Parameter(torch.zeros(1)), []
+    from trl_htgrpo.models import lumina_dimoo_to_uint8
 
-    def forward(self, input_ids=None, labels=None, infer=False, use_cache=False, to_compute_mask=None, cat="", **kw):
-        assert infer and not kw, kw
-        assert (input_ids != 0).all(), "padding reached the model"
-        self.calls.append(tuple(input_ids.shape))
-        b, n = input_ids.shape
-        logits = torch.stack([input_ids.float(), torch.arange(n).float().expand(b, n), torch.ones(b, n)], -1)
-        return SimpleNamespace(logits=logits)
+    with pytest.raises(RuntimeError, match="--vq_model_name_or_path"):
+        LuminaDiMOOBackbone(tok, grid=(2, 2)).decode_images(torch.zeros(1, 4, dtype=torch.long))
+    folder = save_tiny_lumina(tmp_path / "ckpt")
+    from trl_htgrpo.models.vq import find_vq_decoder
 
-
-class DDPLike(nn.Module):
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-
-def test_lumina_forward_logits_infer_mode(lumina):
-    seqs = [[5, 6, 7], [8, 9, 10, 11, 12], [13, 14, 15]]
-    ids, attn = left_pad(seqs, pad_id=0)
-    inner = FakeLuminaWrapper()
-    model = DDPLike(inner)
-    assert lumina._mode(model) == "infer"
-    out = lumina.forward_logits(model, ids, attn)
-    assert out.shape == (3, 5, 3)
-    assert sorted(inner.calls) == [(1, 5), (2, 3)]  # one call per unpadded length
-    for b, s in enumerate(seqs):
-        pad = 5 - len(s)
-        assert out[b, pad:, 0].tolist() == s
-        assert out[b, pad:, 1].tolist() == list(range(len(s)))  # positions from 0, as in an unpadded run
-        assert (out[b, :pad] == 0).all()
-    right = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    with pytest.raises(ValueError, match="left padding"):
-        lumina.forward_logits(model, torch.ones(2, 3, dtype=torch.long), right)
-
-
-def test_lumina_forward_logits_bias_and_mask(tok):
-    model = FakeLM(vocab=3)
-    ids, attn = torch.ones(2, 4, dtype=torch.long), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    bb = LuminaDiMOOBackbone(tok, grid=(2, 2))
-    assert bb._mode(model) == "bias"  # no `infer` parameter: LLaDAModelLM's calling convention
-    bb.forward_logits(model, ids, attn)
-    assert torch.equal(model.calls[-1]["attention_bias"], padding_attention_bias(attn))
-    LuminaDiMOOBackbone(tok, grid=(2, 2), attention="mask").forward_logits(model, ids, attn)
-    assert torch.equal(model.calls[-1]["attention_mask"], attn)
-
-
-class FakeVQModel(nn.Module):
-    """diffusers.VQModel's decode signature; returns a constant image in [0, 1]."""
-
-    def __init__(self):
-        super().__init__()
-        self.config = SimpleNamespace(latent_channels=4, block_out_channels=[1, 1, 1, 1, 1])
-        self.anchor, self.seen = nn.Parameter(torch.zeros(1)), []
-
-    def decode(self, latents, force_not_quantize=False, shape=None):
-        self.seen.append((latents.clone(), force_not_quantize, shape))
-        return SimpleNamespace(sample=torch.full((latents.shape[0], 3, 32, 32), 0.5))
-
-
-def test_lumina_decode(tok):
+    bb = LuminaDiMOOBackbone(tok, vq_decoder=find_vq_decoder(folder), grid=(2, 2))
     codes = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 9999]])
-    with pytest.raises(RuntimeError, match="vqvae"):
-        LuminaDiMOOBackbone(tok, grid=(2, 2)).decode_images(codes)
-    vq = FakeVQModel()
-    images = LuminaDiMOOBackbone(tok, vq_decoder=vq, grid=(2, 2)).decode_images(codes)
-    latents, force, shape = vq.seen[0]
-    assert latents.tolist() == [[[0, 1], [2, 3]], [[4, 5], [6, 8191]]] and force and shape == (2, 2, 2, 4)
-    assert len(images) == 2 and images[1].size == (32, 32) and images[1].getpixel((0, 0)) == (128, 128, 128)
-    plain = LuminaDiMOOBackbone(tok, vq_decoder=lambda c: torch.ones(c.shape[0], 3, 4, 4), grid=(2, 2))
-    assert plain.decode_images(codes)[0].getpixel((3, 3)) == (255, 255, 255)
+    images = bb.decode_images(codes)
+    assert [im.size for im in images] == [(32, 32), (32, 32)]
+    raw = bb.vq_decoder.decode(codes.clamp(0, 8191).view(2, 2, 2))
+    assert np.array_equal(np.asarray(images[1]), lumina_dimoo_to_uint8(raw)[1].numpy())
 
 
-def test_lumina_decoder_path_is_lazy(tok):
-    bb = LuminaDiMOOBackbone(tok, vq_decoder="some/checkpoint", grid=(2, 2))  # nothing loaded yet
-    assert bb.vq_decoder == "some/checkpoint"
-    if "diffusers" not in sys.modules:
-        try:
-            import diffusers  # noqa: F401
-        except ImportError:
-            with pytest.raises(ImportError, match="diffusers"):
-                bb.decode_images(torch.zeros(1, 4, dtype=torch.long))
+# ---------------------------------------------------------------------------------------------- loading, registry
+def test_checkpoints_load_with_their_adapter_and_refuse_the_other(tmp_path):
+    from real_layouts import save_tiny_lumina, save_tiny_magvitv2, save_tiny_mmada
+    from transformers import AutoModel, AutoTokenizer
+
+    m_dir, l_dir = save_tiny_mmada(tmp_path / "mmada"), save_tiny_lumina(tmp_path / "lumina")
+    vq = save_tiny_magvitv2(tmp_path / "magvit")
+    mm, lm = AutoModel.from_pretrained(m_dir), AutoModel.from_pretrained(l_dir)
+    mtok, ltok = AutoTokenizer.from_pretrained(m_dir), AutoTokenizer.from_pretrained(l_dir)
+    bb = backbone_for(mm, mtok, checkpoint=str(m_dir), vq_model_name_or_path=str(vq))
+    assert isinstance(bb, MMaDABackbone) and bb.num_image_tokens == 4  # num_vq_tokens of the checkpoint
+    with pytest.raises(FileNotFoundError, match="MMaDA checkpoints carry no VQ model: pass --vq_model_name_or_path"):
+        backbone_for(mm, mtok, checkpoint=str(m_dir))
+    with pytest.raises(ValueError, match="image_size=512: an MMaDA checkpoint draws 32x32 images"):
+        backbone_for(mm, mtok, checkpoint=str(m_dir), vq_model_name_or_path=str(vq), image_size=512)
+    lb = backbone_for(lm, ltok, checkpoint=str(l_dir), image_size=32)
+    assert isinstance(lb, LuminaDiMOOBackbone) and lb.grid == (2, 2) and lb.vq_decoder.subfolder == "vqvae"
+    with pytest.raises(ValueError, match="image_size=500.*multiples of 16"):
+        backbone_for(lm, ltok, checkpoint=str(l_dir), image_size=500)
+    # the other family's weights: the error names both
+    with pytest.raises(ValueError, match=r"\(134656 logits.*does not fit the lumina_dimoo backbone.*it is mmada's"):
+        LuminaDiMOOBackbone.from_model(mm, ltok)
+    with pytest.raises(ValueError, match=r"\(134548 logits.*does not fit the mmada backbone.*it is lumina_dimoo's"):
+        MMaDABackbone.from_model(lm, mtok)
 
 
-# ---------------------------------------------------------------------------------------------- registry, sampler
 def test_backbone_for_model_types(tok):
-    for model_type, cls in (("mmada", MMaDABackbone), ("llada", LuminaDiMOOBackbone)):
-        model = SimpleNamespace(config=SimpleNamespace(model_type=model_type))
-        assert isinstance(backbone_for(model, tok), cls)
     from trl_htgrpo.plugins import load_plugins
 
     load_plugins()  # the shapes world registers itself through the entry point
@@ -422,20 +344,11 @@ def test_backbone_for_model_types(tok):
 
 
 @pytest.mark.parametrize("family", ["mmada", "lumina"])
-def test_sampler_draws_through_adapter(family, mmada, lumina):
-    bb, vocab = {"mmada": (mmada, MMADA_VOCAB), "lumina": (lumina, LUMINA_VOCAB)}[family]
-    model = FakeLM(vocab)
-    prompts = bb.encode_prompts(["a red cat"])
-    traj = sample_images(model, bb, prompts, steps=2, guidance_scale=3.5, seeds=[0])
-    assert traj.codes.shape == (1, bb.num_image_tokens)
-    assert ((traj.codes >= 0) & (traj.codes < 8192)).all()
+def test_sampler_draws_through_adapter_with_its_published_rule(family, mmada, lumina):
+    bb, width = {"mmada": (mmada, 134656), "lumina": (lumina, 126356 + 8192)}[family]
+    model = tiny_llada(width)
+    prompts = bb.encode_prompts(["a red cat", "dog"])
+    traj = sample_images(model, bb, prompts, steps=3, guidance_scale=3.5, seeds=[0, 1],
+                         sampler=bb.sampling_defaults["sampler"])
+    assert traj.codes.shape == (2, 4) and ((traj.codes >= 0) & (traj.codes < 8192)).all()
     assert (traj.reveal_step >= 0).all()  # every token revealed
-    P = max(len(prompts[0]), len(bb.unconditional_prompt()))
-    L = P + (bb.num_image_tokens + 1 if family == "mmada" else bb.image_block_length + 2)
-    assert all(c["shape"] == (2, L) for c in model.calls)  # conditional and unconditional rows in one forward
-    ids, attn = bb.build_inputs(*left_pad(prompts, bb.pad_token_id), bb.codes_to_ids(traj.codes))
-    assert torch.equal(bb.ids_to_codes(ids[:, -(bb.num_image_tokens + 1):-1]) if family == "mmada"
-                       else bb.ids_to_codes(ids[:, bb.image_positions(len(prompts[0]))]), traj.codes)
-    if model.calls[0]["attention_bias"] is None:
-        pytest.xfail("sampler.py still calls model(input_ids=..., attention_mask=...), not backbone.forward_logits")
-    assert model.calls[0]["attention_bias"].shape == (2, 1, L, L)

@@ -50,8 +50,9 @@ def adapters_disabled(model) -> bool:
 def _accepts(model, name: str) -> bool:
     import inspect
 
+    model = unwrap_model(model)
     try:
-        return name in inspect.signature(unwrap_model(model).forward).parameters
+        return name in inspect.signature(getattr(model, "forward", model)).parameters
     except (TypeError, ValueError):
         return False
 

@@ -81,6 +81,12 @@ class GenEvalReward:
         if self._detector is None and self._detector_name is None:
             self._detector_name = getattr(backbone, "detector", None)
 
+    def load(self) -> "GenEvalReward":
+        """Build the detector and load its models now, so that a missing one fails before training starts."""
+        if callable(getattr(self.detector, "load", None)):
+            self.detector.load()
+        return self
+
     @property
     def detector(self):
         if self._detector is None:

@@ -207,6 +207,12 @@ class Mask2FormerDetector:
         """The GenEval class names this detector reports (validates metadata)."""
         return tuple(n for _, n in sorted(self.names.items()) if n is not None)
 
+    def load(self) -> "Mask2FormerDetector":
+        """Load both models now (the trainer calls this at start, so a missing model fails before training)."""
+        self._load()
+        self.color_classifier._load()
+        return self
+
     def _load(self):
         if self._model is None:
             names, device = self.names, self.device

@@ -8,6 +8,7 @@ names them. Scorers load their weights on first call, so building one is free. P
 name                     reward
 =======================  ===================================================================================
 geneval, geneval_strict  :class:`~.geneval.GenEvalReward` (partial credit / strict GenEval correctness)
+compressibility          :class:`~.compressibility.JPEGCompressibility` (DDPO's; ``incompressibility``: negated)
 clipscore                :class:`~.clip_rewards.CLIPScoreReward` (100 max(cos, 0), CLIP ViT-L/14)
 pickscore                :class:`~.clip_rewards.PickScoreReward`
 hpsv2                    :class:`~.clip_rewards.HPSv2Reward` (HPS v2.1)
@@ -76,6 +77,8 @@ def _geneval_remote(**options: Any):
 
 
 register_reward("geneval", _lazy(".geneval", "GenEvalReward"))
+register_reward("compressibility", _lazy(".compressibility", "JPEGCompressibility"))
+register_reward("incompressibility", _lazy(".compressibility", "JPEGCompressibility", sign=-1.0))
 register_reward("geneval_strict", _lazy(".geneval", "GenEvalReward", strict=True))
 register_reward("clipscore", _lazy(".clip_rewards", "CLIPScoreReward"))
 register_reward("pickscore", _lazy(".clip_rewards", "PickScoreReward"))

@@ -21,3 +21,16 @@ SHAPES_RL = dict(
 #: split with the default estimator settings: overall 0.371 (base) -> 0.463 / 0.492 / 0.483 / 0.425 after
 #: 6 / 12 / 18 / 24 rollout batches (one run, evaluated along the way; docs/quickstart.md).
 MAIN_JOB_ROLLOUTS = 12
+
+#: defaults of the main job (``examples/train_htgrpo.py`` with the shapes model); flags override them
+MAIN_JOB_DEFAULTS = dict(
+    **SHAPES_RL,
+    output_dir="outputs/htgrpo-shapes",
+    model_name_or_path="shapes-mdm",
+    max_steps=MAIN_JOB_ROLLOUTS * SHAPES_RL["num_iterations"],
+    logging_steps=10,
+    save_strategy="steps",
+    save_steps=3 * SHAPES_RL["num_iterations"],  # a checkpoint every 3 rollout batches (3.3 MB each)
+    save_total_limit=2,
+    seed=0,
+)
