@@ -22,11 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from transformers import TrainerCallback
 
 from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.evaluation import evaluate_trainer
-from trl_htgrpo.toy import load_prompts
+from trl_htgrpo.toy import BACKGROUND_CODE, load_prompts
 from trl_htgrpo.toy.recipes import SHAPES_RL
 
 #: (estimator, ablation, config overrides)
@@ -48,14 +50,60 @@ PHASES = ("rollout", "old", "ref", "policy")
 _BASE: dict[tuple, dict] = {}
 
 
+@torch.no_grad()
+def probe(trainer, records, base_state) -> dict[str, float]:
+    """What the policy predicts from the fully masked state for the evaluation prompts (one forward per prompt, the
+    estimator's context): the mean entropy of the conditional distribution over codes at each image position, and
+    its KL to the base model's, KL(policy || base), averaged over positions and prompts."""
+    from trl_htgrpo.diffusion.sampler import left_pad
+
+    model, bb = trainer.model, trainer.backbone
+    was = model.training
+    model.eval()
+    p_ids, p_mask = left_pad(bb.encode_prompts([r["prompt"] for r in records]), bb.pad_token_id, trainer.accelerator.device)
+    image = torch.full((len(records), bb.num_image_tokens), bb.mask_token_id, device=p_ids.device)
+    logp = torch.log_softmax(bb.image_logits(model, *bb.build_inputs(p_ids, p_mask, image)).float(), -1)
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(base_state)
+    base = torch.log_softmax(bb.image_logits(model, *bb.build_inputs(p_ids, p_mask, image)).float(), -1)
+    model.load_state_dict(current)
+    model.train(was)
+    return {"masked_entropy": float(-(logp.exp() * logp).sum(-1).mean()),
+            "kl_to_base": float((logp.exp() * (logp - base)).sum(-1).mean())}
+
+
+class _Composition:
+    """Per rollout batch: the structure fraction and the share of background tiles among structure tokens and among
+    refinement tokens (is the early-revealed 'layout' the empty canvas?)."""
+
+    def __init__(self, trainer, background_code: int):
+        self.rows, original = [], trainer._generate_and_score_completions
+
+        def wrapped(inputs):
+            out = original(inputs)
+            if trainer.model.training:
+                from trl_htgrpo.rollout import RolloutBatch
+
+                r = RolloutBatch.from_inputs(out)
+                bg, s = r.trajectory.codes == background_code, r.structure
+                self.rows.append({"structure_fraction": float(s.float().mean()),
+                                  "background_in_structure": float((bg & s).sum() / s.sum().clamp(min=1)),
+                                  "background_in_refinement": float((bg & ~s).sum() / (~s).sum().clamp(min=1)),
+                                  "background_fraction": float(bg.float().mean())})
+            return out
+
+        trainer._generate_and_score_completions = wrapped
+
+
 class _Curve(TrainerCallback):
     """Evaluate the base model (once per seed, shared by all runs) and then every ``every`` rollout
-    batches; keeps (rollouts, train seconds, overall)."""
+    batches; keeps (rollouts, train seconds, overall) and, with ``diagnose``, the probe of :func:`probe`."""
 
-    def __init__(self, records, every, images_per_prompt, seed):
+    def __init__(self, records, every, images_per_prompt, seed, diagnose=False):
         self.records, self.every, self.ipp, self.seed = records, every, images_per_prompt, seed
         self.trainer, self.points, self.eval_seconds, self.t0 = None, [], 0.0, None
         self.base_seconds = 0.0  # base-model evaluation, before training starts
+        self.diagnose, self.base_state = diagnose, None
 
     def on_train_begin(self, args, state, control, **kw):
         key = (self.seed, len(self.records), self.ipp)
@@ -65,6 +113,9 @@ class _Curve(TrainerCallback):
             self.base_seconds = time.time() - t
         base = _BASE[key]
         self.points.append({"rollouts": 0, "train_seconds": 0.0, "overall": base["overall"], "tags": base["tags"]})
+        if self.diagnose:
+            self.base_state = {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
+            self.points[-1].update(probe(self.trainer, self.records, self.base_state))
         self.t0 = time.time()
 
     def on_step_end(self, args, state, control, **kw):
@@ -75,12 +126,14 @@ class _Curve(TrainerCallback):
             self.eval_seconds += time.time() - t
             self.points.append({"rollouts": rollouts, "train_seconds": t - self.t0 - (self.eval_seconds - (time.time() - t)),
                                 "overall": res["overall"], "tags": res["tags"]})
+            if self.diagnose:
+                self.points[-1].update(probe(self.trainer, self.records, self.base_state))
 
 
 def pass_figures(trainer, rollouts: int, batch: int) -> dict[str, float]:
     """Model passes per rollout batch and per optimizer update, in full-batch units (sequences / batch
     size), split by phase (rollout, old, ref, policy), and the tokens they read per rollout batch."""
-    c, updates = trainer.pass_counts, trainer.state.global_step
+    c, updates = trainer.passes.counts, trainer.state.global_step
     out = {}
     for unit, n in (("rollout_batch", rollouts), ("update", updates)):
         for p in PHASES:
@@ -102,20 +155,32 @@ def run_config(overrides, seed, rollouts, out_dir, extra) -> HTGRPOConfig:
                         logging_steps=K, log_images_steps=0, **kw)
 
 
-def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra):
+#: per rollout batch, from TRL's and our logs: what the diagnosis of over-optimisation reads
+LOGGED = ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "clip_ratio/region_mean",
+          "clip_ratio/low_mean", "clip_ratio/high_mean", "ht/approx_kl", "ht/max_abs_log_ratio", "grad_norm")
+
+
+def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra, diagnose=False):
     args = run_config(overrides, seed, rollouts, out_dir, extra)
-    curve = _Curve(records, every, ipp, seed)
+    curve = _Curve(records, every, ipp, seed, diagnose)
     trainer = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"),
                             callbacks=[curve])
     curve.trainer = trainer
+    composition = _Composition(trainer, BACKGROUND_CODE) if diagnose else None
     t0 = time.time()
     trainer.train()
     wall = time.time() - t0 - curve.eval_seconds - curve.base_seconds
     batch = args.per_device_train_batch_size * args.steps_per_generation
     final = curve.points[-1]
-    return {"estimator": estimator, "ablation": ablation, "seed": seed, "overall": final["overall"],
-            "tags": final["tags"], "wall_seconds": wall, "rollouts": rollouts, "curve": curve.points,
-            **pass_figures(trainer, rollouts, batch)}
+    out = {"estimator": estimator, "ablation": ablation, "seed": seed, "overall": final["overall"],
+           "tags": final["tags"], "wall_seconds": wall, "rollouts": rollouts, "curve": curve.points,
+           **pass_figures(trainer, rollouts, batch)}
+    if diagnose:
+        logs = [h for h in trainer.state.log_history if "reward" in h or "ht/stage" in h]
+        out["log"] = [{k: h[k] for k in (*LOGGED, "step") if k in h} | {k: v for k, v in h.items() if k.startswith("rewards/")}
+                      for h in logs]
+        out["composition"] = composition.rows
+    return out
 
 
 def count_passes(model, num_iterations=6, beta=0.04):
@@ -204,6 +269,10 @@ def main(argv=None):
     p.add_argument("--set", dest="overrides", default="{}",
                    help='JSON of HTGRPOConfig fields applied to every run, e.g. \'{"beta": 0.04}\' (tuning on validation)')
     p.add_argument("--count_only", action="store_true", help="only count passes per rollout batch at K = 6, beta > 0")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also record, at every evaluation, the fully masked context's entropy and KL to the base model, "
+                   "and per rollout batch TRL's logs (reward, zero-variance groups, clip fractions) and the "
+                   "structure tokens' composition (background share)")
     a = p.parse_args(argv)
     if a.count_only:
         out = Path(a.output_dir)
@@ -238,7 +307,7 @@ def main(argv=None):
         for est, abl, ov in runs_wanted:
             with tempfile.TemporaryDirectory() as d:
                 r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
-                            a.eval_images_per_prompt, d, extra)
+                            a.eval_images_per_prompt, d, extra, a.diagnose)
             results["runs"].append(r)
             print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
                   f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)

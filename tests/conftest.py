@@ -41,7 +41,7 @@ def fast_args(output_dir, **overrides):
     kw = dict(
         output_dir=str(output_dir), per_device_train_batch_size=8, gradient_accumulation_steps=1,
         num_generations=4, max_steps=3, learning_rate=1e-3, logging_steps=1, report_to="none",
-        gradient_checkpointing=False, save_strategy="no", diffusion_steps=4, log_images_steps=0, seed=0,
+        activation_checkpointing=False, save_strategy="no", diffusion_steps=4, log_images_steps=0, seed=0,
         dataloader_num_workers=0,
     )
     kw.update(overrides)

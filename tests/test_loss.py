@@ -71,7 +71,8 @@ def loss_and_grad(trainer, k, loss_type="grpo", beta=0.0, weights=WEIGHTS, loss_
     theta = (OLD + DELTA).clone().requires_grad_(True)
     seen = {}
 
-    def score(model, backbone, prompt_ids, prompt_mask, targets, contexts, need, seeds, temperature=1.0, batch_size=None):
+    def score(model, backbone, prompt_ids, prompt_mask, targets, contexts, need, seeds, temperature=1.0, batch_size=None,
+              guidance_scale=0.0):
         seen["need"] = need.clone()
         return theta, torch.zeros_like(theta)
 

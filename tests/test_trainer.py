@@ -165,7 +165,7 @@ def test_lora_with_beta_uses_the_disabled_adapter_as_reference(tiny_model_dir, t
 
 def test_gradient_checkpointing_trains(tiny_model_dir, train_dataset, tmp_path):
     trainer = HTGRPOTrainer(tiny_model_dir, reward_funcs=redness, train_dataset=train_dataset,
-                            args=fast_args(tmp_path, max_steps=1, gradient_checkpointing=True))
+                            args=fast_args(tmp_path, max_steps=1, activation_checkpointing=True))
     trainer.train()
     assert trainer.model.is_gradient_checkpointing and trainer.state.global_step == 1
 

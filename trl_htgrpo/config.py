@@ -28,6 +28,8 @@ class HTGRPOConfig(GRPOConfig):
     > - `num_iterations`: `3` instead of `1` (one global, one structure and one refinement update per rollout batch).
     > - `disable_dropout`: `True` instead of `False`, so that the first inner iteration's ratio is exactly 1.
     > - `bf16`: `None` resolves to `True` only when a CUDA device is present (TRL's `True` fails on CPU).
+    > - `activation_checkpointing`: `True` unless `gradient_checkpointing` is given (TRL's default, under transformers 5's name).
+    > - `dataloader_pin_memory`: switched off when there is no accelerator (nothing to pin for).
     > - `use_cpu`: switched on for a multi-process launch on a machine without an accelerator (gloo ranks).
     > - `mask_truncated_completions` must stay `False`: fixed-length images have no EOS.
     > - `use_vllm` must stay `False`: images are drawn by the built-in sampler.
@@ -56,6 +58,14 @@ class HTGRPOConfig(GRPOConfig):
     bf16: bool | None = field(
         default=None,
         metadata={"help": "bf16 mixed precision. None: on when a CUDA device is present, off on CPU (TRL's True fails on CPU)."},
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Activation (gradient) checkpointing to trade compute for memory. None: the deprecated "
+                  "`gradient_checkpointing` if given, else True (TRL's default), without transformers 5's warning."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (transformers 5)."},
     )
 
     # ---- sampler
@@ -139,6 +149,12 @@ class HTGRPOConfig(GRPOConfig):
     token_sample_ratio: float = field(
         default=0.5, metadata={"help": "Fraction of a stage's candidate tokens that carries loss in an inner iteration. In (0, 1]."}
     )
+    guided_ratios: bool = field(
+        default=False,
+        metadata={"help": "Score old, reference and policy log-probs under the rollout's classifier-free guidance "
+                  "((1 + w) cond - w uncond with the sampler's w), the distribution the images were drawn from, instead "
+                  "of the conditional alone. Doubles the scoring forwards and backwards."},
+    )
     refine_context: str = field(
         default="masked",
         metadata={"help": "Context of the refinement stage: 'masked' (fully masked, as the other stages: one context) or "
@@ -183,6 +199,10 @@ class HTGRPOConfig(GRPOConfig):
             self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and not self.use_cpu and not self.fp16)
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            self.dataloader_pin_memory = False  # nothing to pin for (torch warns on every epoch otherwise)
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True  # TRL's default, under transformers 5's name
         self.unigrpo_mask_range = [float(x) for x in self.unigrpo_mask_range]
         errors = self._errors()
         if errors:

@@ -217,13 +217,17 @@ class HTGRPOTrainer(GRPOTrainer):
                              f"{B} rows of {C} contexts x {N} image tokens")
         prompt_ids, prompt_mask = input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep]
         need = attention_mask[:, -logits_to_keep:].view(B, C, N).bool()  # (B, C, N)
+        guidance = self.sampling["guidance_scale"] if self.args.guided_ratios else 0.0
         if self.model.training:
             phase = self._phase(model)
-            forwards = int(need.any(-1).sum())
-            self.passes.count(phase, forwards, forwards * self._seq_tokens(prompt_ids.shape[1]), phase == "policy")
+            rows_needed = int(need.any(-1).sum())  # one forward per (row, needed context), two with guidance
+            tokens = rows_needed * self._seq_tokens(prompt_ids.shape[1])
+            if guidance:
+                tokens += rows_needed * self._seq_tokens(len(self.backbone.unconditional_prompt()))
+            self.passes.count(phase, rows_needed * (2 if guidance else 1), tokens, phase == "policy")
         logps, ents = self.estimator.score(model, self.backbone, prompt_ids, prompt_mask, rows.trajectory.codes,
                                            rows.plan.contexts, need, rows.seeds.tolist(), self.temperature,
-                                           batch_size or B)
+                                           batch_size or B, guidance)
         self._scope.logps = logps.flatten(1).detach()
         return logps.flatten(1), (ents.flatten(1) if compute_entropy else None), None
 

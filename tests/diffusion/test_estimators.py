@@ -234,3 +234,32 @@ def test_score_computes_only_the_needed_contexts_with_each_estimators_prompt():
     model.calls.clear()
     D1Estimator(_args(d1_prompt_mask_prob=0.999)).score(model, bb, prompt, pmask, targets, contexts, need, [1, 2])
     assert all((c[:, :2] == 99).all() for c in model.calls)
+
+
+def test_guided_scoring_reads_the_rollouts_cfg_distribution(tok):
+    """With guidance w, the scored distribution is softmax((1 + w) l_cond - w l_uncond), the one the sampler drew
+    from: l_uncond from the backbone's unconditional prompt with the same image context."""
+    from trl_htgrpo.diffusion.sampler import left_pad
+    from trl_htgrpo.diffusion.scoring import context_logps
+    from trl_htgrpo.toy import ShapesBackbone, ShapesDiffusionConfig, ShapesDiffusionModel
+
+    torch.manual_seed(0)
+    model = ShapesDiffusionModel(ShapesDiffusionConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64)).eval()
+    with torch.no_grad():  # sharper than the std-0.02 init, so that the prompt matters
+        model.lm_head.weight.normal_(std=1.0)
+    bb = ShapesBackbone(tok)
+    p_ids, p_mask = left_pad(bb.encode_prompts(["a photo of a red square", "a photo of two crosses"]), bb.pad_token_id)
+    targets = torch.randint(0, 13, (2, 144), generator=torch.Generator().manual_seed(1))
+    masked = torch.rand(2, 144, generator=torch.Generator().manual_seed(2)) < 0.5
+    w = 2.0
+    with torch.no_grad():
+        lp, _ = context_logps(model, bb, p_ids, p_mask, targets, masked, guidance_scale=w)
+        image = torch.where(masked, bb.mask_token_id, bb.codes_to_ids(targets))
+        cond = bb.image_logits(model, *bb.build_inputs(p_ids, p_mask, image))
+        u_ids, u_mask = left_pad([bb.unconditional_prompt()] * 2, bb.pad_token_id)
+        uncond = bb.image_logits(model, *bb.build_inputs(u_ids, u_mask, image))
+        expected = torch.log_softmax((1 + w) * cond - w * uncond, -1).gather(-1, targets[..., None]).squeeze(-1) * masked
+        plain, _ = context_logps(model, bb, p_ids, p_mask, targets, masked)
+    torch.testing.assert_close(lp, expected, rtol=1e-5, atol=1e-5)
+    assert (lp - plain).abs().max() > 1e-2  # guidance changes what is scored

@@ -191,6 +191,12 @@ class LLaDAPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["LLaDABlock"]
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers 5's ``is_activation_checkpointing`` under its deprecated name, without the warning: TRL 1.16
+        reads this name at every rollout (``unwrap_model_for_generation``)."""
+        return self.is_activation_checkpointing
+
     def _init_weights(self, module: nn.Module) -> None:
         """Random init ``normal(0, init_std)``, norms at 1, biases at 0 (not the published ``init_fn`` schemes)."""
         std = self.config.init_std

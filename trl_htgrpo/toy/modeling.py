@@ -66,6 +66,12 @@ class ShapesDiffusionModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["Block"]
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers 5's ``is_activation_checkpointing`` under its deprecated name, without the warning: TRL 1.16
+        reads this name at every rollout (``unwrap_model_for_generation``)."""
+        return self.is_activation_checkpointing
+
     def __init__(self, config: ShapesDiffusionConfig):
         super().__init__(config)
         D = config.hidden_size

@@ -12,7 +12,7 @@ SHAPES_RL = dict(
     num_iterations=3,
     warmup_steps=0,
     lr_scheduler_type="constant",
-    gradient_checkpointing=False,
+    activation_checkpointing=False,
     diffusion_steps=12,
     guidance_scale=2.0,  # validation overall 0.37 at w=2 vs 0.32 at MMaDA's 3.5 (docs/quickstart.md)
     report_to="none",

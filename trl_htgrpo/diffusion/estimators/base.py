@@ -94,10 +94,10 @@ class Estimator(Rule):
         return prompt_ids
 
     def score(self, model, backbone, prompt_ids, prompt_mask, targets, contexts, need, seeds, temperature=1.0,
-              batch_size=None) -> tuple[torch.Tensor, torch.Tensor]:
+              batch_size=None, guidance_scale=0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (B, C, N) of ``targets`` (B, N) in each context (B, C, N), computed for the
         rows and contexts in which ``need`` (B, C, N) asks for any token (0 elsewhere and at visible tokens):
-        one forward per (row, needed context)."""
+        one forward per (row, needed context), two with ``guidance_scale`` (:func:`~..scoring.context_logps`)."""
         B, C, N = contexts.shape
         logps = torch.zeros(B, C, N, device=targets.device)
         ents = torch.zeros(B, C, N, device=targets.device)
@@ -108,7 +108,7 @@ class Estimator(Rule):
             row_seeds = [seeds[r] for r in rows.tolist()]
             prompt = self.context_prompt(backbone, prompt_ids[rows], prompt_mask[rows], row_seeds, c)
             lp, en = context_logps(model, backbone, prompt, prompt_mask[rows], targets[rows], contexts[rows, c],
-                                   temperature, batch_size)
+                                   temperature, batch_size, guidance_scale)
             logps[rows, c], ents[rows, c] = lp, en
         return logps, ents
 
