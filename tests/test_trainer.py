@@ -280,12 +280,13 @@ def test_old_reference_and_current_passes_read_identical_masks(estimator, extra,
         current[0] = context
         return context_prompt(backbone, prompt_ids, prompt_mask, seeds, context)
 
-    def recording(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature=1.0, batch_size=None):
+    def recording(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature=1.0, batch_size=None,
+                  guidance_scale=0.0):
         phase = "policy" if torch.is_grad_enabled() else "old_or_ref"
         for b in range(targets.shape[0]):
             calls.append((phase, targets[b].numpy().tobytes(), current[0], masked[b].clone(),
                           prompt_ids[b][prompt_mask[b].bool()].tolist()))
-        return original(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature, batch_size)
+        return original(model, backbone, prompt_ids, prompt_mask, targets, masked, temperature, batch_size, guidance_scale)
 
     monkeypatch.setattr(base, "context_logps", recording)
     monkeypatch.setattr(trainer.estimator, "context_prompt", prompt_of)
