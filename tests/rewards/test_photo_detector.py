@@ -146,7 +146,7 @@ def test_load_errors_name_the_model_and_the_reason(tiny_dirs, tmp_path):
     with pytest.raises(ModelLoadError, match=r"cannot load the Mask2Former instance-segmentation model '/no/such/dir': "
                                              r"missing: no such folder"):
         Mask2FormerDetector(model_id="/no/such/dir", device="cpu").classes
-    with pytest.raises(ModelLoadError, match=r"'trl-htgrpo-tests/no-such-model': offline: it is not in the local "
+    with pytest.raises(ModelLoadError, match=r"'trl-htgrpo-tests/no-such-model': offline: not in the local "
                                              r"Hugging Face cache"):
         Mask2FormerDetector(model_id="trl-htgrpo-tests/no-such-model", local_files_only=True).classes
     with pytest.raises(ModelLoadError, match=r"model '.*clip': wrong architecture: it is a 'clip' checkpoint "

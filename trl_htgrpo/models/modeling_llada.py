@@ -56,6 +56,7 @@ from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
+from .compat import CheckpointingName
 from transformers.modeling_outputs import MaskedLMOutput
 
 from .configuration_llada import LLaDAConfig, MMaDAConfig
@@ -184,18 +185,12 @@ class LLaDAModel(nn.Module):
             self.transformer["ff_out"] = LLaDAHead(D, V, bias=config.include_bias)
 
 
-class LLaDAPreTrainedModel(PreTrainedModel):
+class LLaDAPreTrainedModel(CheckpointingName, PreTrainedModel):
     config_class = LLaDAConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["LLaDABlock"]
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        """transformers 5's ``is_activation_checkpointing`` under its deprecated name, without the warning: TRL 1.16
-        reads this name at every rollout (``unwrap_model_for_generation``)."""
-        return self.is_activation_checkpointing
 
     def _init_weights(self, module: nn.Module) -> None:
         """Random init ``normal(0, init_std)``, norms at 1, biases at 0 (not the published ``init_fn`` schemes)."""

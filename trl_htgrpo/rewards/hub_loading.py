@@ -1,4 +1,4 @@
-"""Loading a transformers checkpoint for a detector, with an error that names the model id and the reason."""
+"""Loading a hub checkpoint for a reward or a detector, with one error that names the model id and the reason."""
 
 from __future__ import annotations
 
@@ -7,21 +7,46 @@ from typing import Any
 
 
 class ModelLoadError(RuntimeError):
-    """A detector's model could not be loaded; the message names the model id, its role and why."""
+    """A reward's or detector's model could not be loaded; the message names the model id, its role and why
+    (offline / missing / wrong architecture). ``trl_htgrpo.rewards.RewardModelLoadError`` is this class."""
+
+
+def load_reason(error: BaseException) -> str:
+    """Why loading failed, in words: offline, missing, wrong architecture, or the exception itself."""
+    from huggingface_hub import errors as hf
+
+    chain, e = [], error
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(x) for x in chain).lower()
+    if any(isinstance(x, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, ConnectionError)) for x in chain) \
+            or "offline" in text or "couldn't connect" in text or "cannot find the requested files in the" in text:
+        return ("offline: not in the local Hugging Face cache and the hub cannot be reached; download it first "
+                "(`hf download <id>`) or pass a local folder")
+    if any(isinstance(x, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.EntryNotFoundError,
+                          hf.GatedRepoError, FileNotFoundError)) for x in chain) \
+            or "not a valid model identifier" in text or "does not appear to have" in text or "no such file" in text:
+        return "missing: no such repository, revision or file (or it is gated)"
+    if "size mismatch" in text or "missing key" in text or "unexpected key" in text or "model_type" in text \
+            or "wrong architecture" in text or "unrecognized" in text:
+        return "wrong architecture: the weights do not fit the model this scorer builds"
+    if "can't load" in text or "make sure" in text:  # transformers' OSError, which drops the hub's exception
+        from huggingface_hub.constants import is_offline_mode
+
+        if is_offline_mode():
+            return "offline (HF_HUB_OFFLINE is set) and not in the local Hugging Face cache"
+        return "missing or unreachable: not a local folder, not in the cache, and the hub did not provide it"
+    return "failed"
+
 
 
 def _why(model_id: str, err: BaseException) -> str:
-    text = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    chain = f"{err} {err.__cause__ or ''}"
-    if "outgoing traffic has been disabled" in chain or "couldn't connect" in chain.lower() or "offline" in chain.lower():
-        return ("offline: it is not in the local Hugging Face cache and the hub cannot be reached (download it once "
-                "with network access, or give a local folder; HF_HUB_OFFLINE=1 avoids the retries)")
-    if os.path.isabs(model_id) or model_id.startswith("."):
-        if not os.path.exists(model_id):
-            return "missing: no such folder"
-    if "is not a local folder and is not a valid model identifier" in chain or "Repository Not Found" in chain:
-        return f"missing: no such folder or hub repository ({text})"
-    return text
+    """:func:`load_reason`, or "missing: no such folder" for a local path that does not exist."""
+    if (os.path.isabs(model_id) or model_id.startswith(".")) and not os.path.exists(model_id):
+        return "missing: no such folder"
+    why = load_reason(err)
+    return why if why != "failed" else f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
 
 
 def load_pretrained(loader: Any, model_id: str, model_type: str, role: str, **kwargs: Any):

@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
+
+from .hub_loading import ModelLoadError, load_reason
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -23,8 +25,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class RewardModelLoadError(RuntimeError):
-    """A scorer could not load its weights; the message names the model id and the reason."""
+#: the one error of a reward or detector model that cannot be loaded (:mod:`.hub_loading`)
+RewardModelLoadError = ModelLoadError
 
 
 def prompt_text(prompt: Any) -> str:
@@ -43,35 +45,6 @@ def prompt_text(prompt: Any) -> str:
                                 if isinstance(part, dict) and part.get("type") == "text")
     raise TypeError(f"cannot read a prompt text from {type(prompt).__name__} {prompt!r:.80}; expected a string or "
                     "a list of chat messages")
-
-
-def load_reason(error: BaseException) -> str:
-    """Why loading failed, in words: offline, missing, wrong architecture, or the exception itself."""
-    from huggingface_hub import errors as hf
-
-    chain, e = [], error
-    while e is not None and len(chain) < 8:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    text = " ".join(str(x) for x in chain).lower()
-    if any(isinstance(x, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, ConnectionError)) for x in chain) \
-            or "offline" in text or "couldn't connect" in text or "cannot find the requested files in the" in text:
-        return ("offline: not in the local Hugging Face cache and the hub cannot be reached; download it first "
-                "(`hf download <id>`) or pass a local folder")
-    if any(isinstance(x, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.EntryNotFoundError,
-                          hf.GatedRepoError, FileNotFoundError)) for x in chain) \
-            or "not a valid model identifier" in text or "does not appear to have" in text or "no such file" in text:
-        return "missing: no such repository, revision or file (or it is gated)"
-    if "size mismatch" in text or "missing key" in text or "unexpected key" in text or "model_type" in text \
-            or "wrong architecture" in text or "unrecognized" in text:
-        return "wrong architecture: the weights do not fit the model this scorer builds"
-    if "can't load" in text or "make sure" in text:  # transformers' OSError, which drops the hub's exception
-        from huggingface_hub.constants import is_offline_mode
-
-        if is_offline_mode():
-            return "offline (HF_HUB_OFFLINE is set) and not in the local Hugging Face cache"
-        return "missing or unreachable: not a local folder, not in the cache, and the hub did not provide it"
-    return "failed"
 
 
 def default_device() -> torch.device:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
+from ..models.compat import CheckpointingName
 from transformers.modeling_outputs import MaskedLMOutput
 
 from .configuration import ShapesDiffusionConfig
@@ -57,7 +58,7 @@ class Block(GradientCheckpointingLayer):
         return x + self.dropout(self.mlp(self.ln2(x)))
 
 
-class ShapesDiffusionModel(PreTrainedModel):
+class ShapesDiffusionModel(CheckpointingName, PreTrainedModel):
     """``model(input_ids, attention_mask).logits``: (B, L, V) logits at every position, no shift."""
 
     config_class = ShapesDiffusionConfig
@@ -65,12 +66,6 @@ class ShapesDiffusionModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["Block"]
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        """transformers 5's ``is_activation_checkpointing`` under its deprecated name, without the warning: TRL 1.16
-        reads this name at every rollout (``unwrap_model_for_generation``)."""
-        return self.is_activation_checkpointing
 
     def __init__(self, config: ShapesDiffusionConfig):
         super().__init__(config)
