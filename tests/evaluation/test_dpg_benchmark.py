@@ -4,7 +4,6 @@ on tiny MMaDA and Lumina-DiMOO checkpoints, and the BLIP VQA model against trans
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

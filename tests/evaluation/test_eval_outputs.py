@@ -95,3 +95,27 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"trl_htgrpo.evaluation.{module}")
     failed, tried = doctest.testmod(mod)
     assert tried > 0 and failed == 0
+
+
+def test_evaluate_trainer_shows_its_bar_and_matches_evaluate_model(real_models, metadata_file, capsys):
+    """The training job's evaluation before / after training, with a one-process accelerator standing in for the
+    trainer's: its bar is shown (desc=) and its summary is evaluate_model's."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from trl_htgrpo.evaluation import evaluate_model, evaluate_trainer, load_for_evaluation, read_metadata, sampler_settings
+    from trl_htgrpo.rewards import Detection, register_detector
+
+    register_detector("test-persons", lambda: (lambda image: [Detection("person", (0, 0, 8, 8), 0.9)]))
+    loaded = load_for_evaluation(real_models["lumina"], image_size=32, device="cpu")
+    loaded.backbone.detector = "test-persons"
+    settings = sampler_settings(loaded.backbone, steps=2)
+    trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), args=SimpleNamespace(ds3_gather_for_generation=True),
+                              model=loaded.model, model_wrapped=loaded.model, backbone=loaded.backbone, sampling=settings)
+    records = read_metadata(str(metadata_file))
+    capsys.readouterr()
+    out = evaluate_trainer(trainer, records, 2, seed=3, desc="evaluation before training")
+    assert "evaluation before training" in capsys.readouterr().err
+    assert out == evaluate_model(loaded.model, loaded.backbone, records, 2, seed=3, **settings)
+    assert out["tags"] == {"colors": 0.0, "single_object": 1.0, "two_object": 0.0} and out["num_images"] == 6

@@ -146,7 +146,7 @@ def test_geneval_mmada_layout_summary_resume_and_refusals(real_models, photo_mod
     lost = out / "00001" / "samples" / "0001.png"
     before = np.asarray(Image.open(lost))
     lost.unlink()
-    (lost.parent / ".0001.png.tmp").write_bytes(b"half an image")  # an interrupted write
+    (out / "00002" / "samples" / ".0000.png.tmp").write_bytes(b"half an image")  # an interrupted write
     third = evaluate.main(geneval_args(metadata_file, mmada, out, photo_models, "--steps", "3", "--batch_size", "1"))
     assert third["images_written"] == 1 and np.array_equal(np.asarray(Image.open(lost)), before)
     assert not list(out.rglob("*.tmp"))
