@@ -1,63 +1,28 @@
-"""GenEval-style evaluation of a text-to-image masked-diffusion model on a prompt split."""
+"""GenEval of a model on a prompt split without writing files: the shapes benchmark and the training job's
+evaluation before and after training (:func:`evaluate_trainer`, every process its shard)."""
 
 from __future__ import annotations
 
-import math
-import zlib
 from typing import Any, Sequence
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from .diffusion.sampler import sample_images
-from .rewards import GenEvalReward
-from .rewards.geneval_rules import summarize
-
-
-def image_seed(seed: int, index: int) -> int:
-    """The sampler seed of evaluation image ``index`` (its position in the list of images of a run)."""
-    return zlib.crc32(f"eval-{seed}-{index}".encode())
-
-
-def read_metadata(path: str) -> list[dict[str, Any]]:
-    """GenEval metadata (one JSON object per line: tag, include, exclude?, prompt) -> records; a malformed line
-    raises ``ValueError`` naming the file, the line number and the field."""
-    import json
-
-    from .rewards.geneval_rules import validate_metadata
-
-    records = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError(f"a JSON object, got {type(record).__name__}")
-                for key in ("tag", "prompt", "include"):
-                    if key not in record:
-                        raise ValueError(f"field {key!r} is missing")
-                validate_metadata(record)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{path}, line {n}: {e}") from e
-            records.append(record)
-    return records
+from ..rewards import GenEvalReward
+from ..rewards.geneval_rules import summarize
+from .sampling import draw_images, image_seed
 
 
 def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, desc=None, **sampler_kwargs):
     """Images and GenEval verdicts of one image per metadata record, image i drawn with ``seeds[i]``; a progress
-    bar over the images when ``desc`` is given."""
+    bar over the images (with the time left) when ``desc`` is given."""
     from tqdm.auto import tqdm
 
     images: list[Image.Image] = []
     bar = tqdm(total=len(metas), desc=desc, unit="image", disable=desc is None, leave=False)
-    for i in range(0, len(metas), batch_size):
-        chunk = metas[i : i + batch_size]
-        traj = sample_images(model, backbone, backbone.encode_prompts([m["prompt"] for m in chunk]),
-                             seeds=seeds[i : i + batch_size], **sampler_kwargs)
-        images += backbone.decode_images(traj.codes)
-        bar.update(len(chunk))
+    for _, batch in draw_images(model, backbone, [m["prompt"] for m in metas], seeds, batch_size, **sampler_kwargs):
+        images += batch
+        bar.update(len(batch))
     bar.close()
     return images, reward.verdicts(images, metas)
 
@@ -72,12 +37,14 @@ def evaluate_model(
     seed: int = 0,
     reward: GenEvalReward | None = None,
     keep_images: int = 0,
+    desc: str | None = None,
     **sampler_kwargs,
 ) -> dict[str, Any]:
     """Sample ``images_per_prompt`` images per metadata record and score them with GenEval's rules.
 
     Returns ``{"overall", "tags", "num_images"}`` and, when ``keep_images > 0``, ``"samples"``: the
-    first ``keep_images`` (prompt, PIL image, correct) triples.
+    first ``keep_images`` (prompt, PIL image, correct) triples. Image ``k`` of record ``i`` is drawn with
+    ``image_seed(seed, i * images_per_prompt + k)``, as :func:`~trl_htgrpo.evaluation.run_geneval` draws it.
     """
     reward = reward or GenEvalReward(strict=True)
     reward.bind_backbone(backbone)
@@ -85,7 +52,7 @@ def evaluate_model(
     model.eval()
     metas = [r for r in records for _ in range(images_per_prompt)]
     seeds = [image_seed(seed, i) for i in range(len(metas))]
-    images, verdicts = sample_verdicts(model, backbone, metas, batch_size, seeds, reward, **sampler_kwargs)
+    images, verdicts = sample_verdicts(model, backbone, metas, batch_size, seeds, reward, desc=desc, **sampler_kwargs)
     model.train(was_training)
     out = summarize([m["tag"] for m in metas], [v.correct for v in verdicts])
     out["num_images"] = len(images)
@@ -94,29 +61,13 @@ def evaluate_model(
     return out
 
 
-def image_grid(samples: Sequence[tuple[str, Image.Image, bool]], columns: int = 8, scale: int = 3) -> Image.Image:
-    """A labelled grid of (prompt, image, correct) samples; a green or red frame marks correctness."""
-    w, h = samples[0][1].size
-    cw, ch = w * scale + 8, h * scale + 40
-    rows = math.ceil(len(samples) / columns)
-    grid = Image.new("RGB", (columns * cw, rows * ch), "white")
-    draw = ImageDraw.Draw(grid)
-    for k, (prompt, img, ok) in enumerate(samples):
-        x, y = (k % columns) * cw, (k // columns) * ch
-        draw.rectangle([x + 1, y + 1, x + cw - 2, y + h * scale + 6], outline="green" if ok else "red", width=3)
-        grid.paste(img.resize((w * scale, h * scale), Image.NEAREST), (x + 4, y + 4))
-        text = prompt.removeprefix("a photo of ")
-        draw.text((x + 4, y + h * scale + 8), text[:24], fill="black")
-        draw.text((x + 4, y + h * scale + 20), text[24:48], fill="black")
-    return grid
-
-
 @torch.no_grad()
 def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prompt: int = 2, seed: int = 0,
                      batch_size: int = 64, desc: str | None = None) -> dict[str, Any]:
     """:func:`evaluate_model` for the model inside a running trainer: every process samples its shard
     of the records (inside TRL's ``unwrap_model_for_generation``, so ZeRO-3 weights are gathered),
-    and the verdicts are gathered, so all processes return the same summary.
+    and the verdicts are gathered, so all processes return the same summary. ``desc``: a progress bar with the
+    time left on the main process.
 
     Every process makes the same sampler calls: shards are padded to equal length (the padding is
     sampled and dropped). Under ZeRO-3 each forward is a collective (parameter fetches, and DeepSpeed's
