@@ -28,7 +28,9 @@ PUBLIC = [
     ("trl_htgrpo.rollout", "`RolloutBatch`, `build_rollout`, `loss_inputs`: the path from a rollout to TRL's loss"),
     ("trl_htgrpo.registry", "`Rule`, `Registry`: the base of every registry above"),
     ("trl_htgrpo.plugins", "`load_plugins`, `register_model_name`, the `trl_htgrpo.plugins` entry-point group"),
-    ("trl_htgrpo.evaluation", "`evaluate_model`, `evaluate_trainer`, `read_metadata`, `image_grid`"),
+    ("trl_htgrpo.evaluation", "`run_geneval` (GenEval's layout and summary), `run_dpg` (DPG-Bench's), `score_metrics` "
+     "(preference metrics), `evaluate_model`, `evaluate_trainer` (in the trainer, every process), `read_metadata`, "
+     "`image_grid`; CLI: `examples/evaluate.py --benchmark shapes|geneval|dpg` (docs/evaluation.md)"),
     ("trl_htgrpo.toy", "the shapes world, a plug-in: codec, scenes, prompts (`load_prompts`), its model, backbone and "
      "detector, `recipes.SHAPES_RL`"),
     ("trl_htgrpo.distributed.end_distributed", "end a gloo run cleanly (barrier, destroy, exit)"),
