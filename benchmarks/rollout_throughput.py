@@ -35,7 +35,6 @@ import argparse
 import copy
 import gc
 import json
-import math
 import os
 import re
 import statistics
@@ -219,8 +218,8 @@ def ours(model, bb, prompts, steps, w, family):
 
 
 def published_mmada(model, bb: MMaDABackbone, prompts, steps, w):
-    """MMaDA's inference_t2i.py: the batch's prompts and their empty-text twins in its fixed 513 + 1 token text block,
-    then ``t2i_generate``."""
+    """MMaDA's inference_t2i.py: the batch's prompts and their empty-text twins, each in the fixed text block
+    (``max_text_length + 1`` tokens, 513 published) and ``<|soi|>``, then ``t2i_generate``."""
     B, N = len(prompts), bb.num_image_tokens
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts + [bb.unconditional_prompt()] * B, bb.pad_token_id, device)
@@ -260,8 +259,13 @@ def rollout_benchmark(family: str, preset: dict, tokenizer, meter: Meter) -> dic
     published = published_mmada if family == "mmada" else published_lumina
     runners = {"ours": lambda T: ours(model, bb, prompts, T, spec["guidance"], family),
                "published": lambda T: published(model, bb, prompts, T, spec["guidance"])}
-    for run in runners.values():  # warm-up: allocator, kernels, thread pools
+    logits_shapes = {}
+    for name, run in runners.items():  # warm-up (allocator, kernels, thread pools), recording what the model returns
+        shapes = []
+        hook = model.register_forward_hook(lambda m, i, o: shapes.append(list(o.logits.shape)))
         run(min(2, spec["steps"]))
+        hook.remove()
+        logits_shapes[name] = max(shapes, key=lambda s: s[1] * s[2])  # the largest call (not Lumina-DiMOO's probe)
     timings = {name: [] for name in runners}
     for _ in range(preset["repeats"]):  # interleaved, so that a change of machine load hits both sides
         for name, run in runners.items():
@@ -275,7 +279,7 @@ def rollout_benchmark(family: str, preset: dict, tokenizer, meter: Meter) -> dic
         seconds = [t["seconds"] for t in ts]
         med = statistics.median(seconds)
         out[name] = {"seconds": seconds, "seconds_median": med, "images_per_second": spec["images"] / med,
-                     **_memory(ts, meter)}
+                     "logits_shape": logits_shapes[name], **_memory(ts, meter)}
     out["ratio_images_per_second"] = out["ours"]["images_per_second"] / out["published"]["images_per_second"]
     out["flops_per_image"] = flops_per_image(family, model.config, bb, prompts, spec["steps"])
     del model
@@ -293,24 +297,28 @@ def _memory(timings: list[dict], meter: Meter) -> dict:
             "memory_kind": meter.kind}
 
 
+def row_length(bb, prompt: list[int]) -> int:
+    """Tokens of the model input of one unpadded prompt (the layout adds the image and its special tokens; MMaDA's
+    pads the text block to its fixed length)."""
+    image = torch.zeros(1, bb.num_image_tokens, dtype=torch.long)
+    return bb.build_inputs(torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long), image)[0].shape[1]
+
+
 def sequence_lengths(bb, prompts) -> dict:
-    """Model input lengths: the conditional rows and the unconditional one (one image; MMaDA's are fixed)."""
-    N = bb.num_image_tokens
-    img = torch.zeros(1, N, dtype=torch.long)
-    length = lambda p: bb.build_inputs(torch.tensor([p]), torch.ones(1, len(p), dtype=torch.long), img)[0].shape[1]  # noqa: E731
-    return {"cond_max": max(length(p) for p in prompts), "cond_min": min(length(p) for p in prompts),
-            "uncond": length(bb.unconditional_prompt())}
+    """Model input lengths: the conditional rows and the unconditional one (MMaDA's are fixed)."""
+    lens = [row_length(bb, p) for p in prompts]
+    return {"cond_max": max(lens), "cond_min": min(lens), "uncond": row_length(bb, bb.unconditional_prompt())}
 
 
 def flops_per_image(family: str, config, bb, prompts, steps: int) -> dict:
-    """Matmul FLOPs per image of a whole rollout (no elementwise work): body ``2 L (params of the blocks) + 4 L^2 D``
-    per layer and row, head ``2 K D V_h`` for K positions and V_h vocabulary rows. Ours: 2B rows padded to the
-    batch's longest, head N x 8192. Published: full head L x W at every position; Lumina-DiMOO one row per branch
-    (unpadded) plus its one-token probe per image."""
-    D, F, layers, kv = config.d_model, config.intermediate_size, config.n_layers, config.num_key_value_heads
-    hd = config.head_dim
-    block = 2 * D * D + 2 * D * kv * hd + 3 * D * F  # q, attn_out; k, v; ff_proj, up_proj, ff_out
-    W, N = config.logits_size, bb.num_image_tokens
+    """Matmul FLOPs per image of a whole rollout (no elementwise work): body ``2 L (params of a block) + 4 L^2 D`` per
+    layer and row, head ``2 K D V_h`` for K positions and V_h vocabulary rows. Ours: 2B rows padded to the batch's
+    longest, head N x 8192. Published: the full head L x W at every position; MMaDA's rows as ours (fixed length),
+    Lumina-DiMOO's one unpadded row per branch plus its one-token probe of the vocabulary per image."""
+    D, F, layers = config.d_model, config.intermediate_size, config.n_layers
+    kv = config.num_key_value_heads * config.head_dim
+    block = 2 * D * D + 2 * D * kv + 3 * D * F  # q, attn_out; k, v; ff_proj, up_proj, ff_out
+    W, N, B = config.logits_size, bb.num_image_tokens, len(prompts)
 
     def body(L):
         return layers * (2 * L * block + 4 * L * L * D)
@@ -318,22 +326,19 @@ def flops_per_image(family: str, config, bb, prompts, steps: int) -> dict:
     def head(K, Vh):
         return 2 * K * D * Vh
 
-    img = torch.zeros(1, N, dtype=torch.long)
-    length = lambda p: bb.build_inputs(torch.tensor([p]), torch.ones(1, len(p), dtype=torch.long), img)[0].shape[1]  # noqa: E731
-    B = len(prompts)
-    lens = [length(p) for p in prompts]
-    Lu = length(bb.unconditional_prompt())
-    L_ours = max(lens + [Lu])
-    ours_ = steps * (2 * B * (body(L_ours) + head(N, CODEBOOK))) / B
+    lens = [row_length(bb, p) for p in prompts]
+    Lu = row_length(bb, bb.unconditional_prompt())
+    L = max(lens + [Lu])
+    ours_head = steps * 2 * B * head(N, CODEBOOK) / B
+    ours_ = steps * 2 * B * body(L) / B + ours_head
     if family == "mmada":
-        pub = steps * (2 * B * (body(L_ours) + head(L_ours, W))) / B  # the same fixed-length rows
+        pub_head = steps * 2 * B * head(L, W) / B
+        pub = steps * 2 * B * body(L) / B + pub_head
     else:
-        per_image = [steps * (body(L) + head(L, W) + body(Lu) + head(Lu, W)) + body(1) + head(1, W) for L in lens]
-        pub = sum(per_image) / B
-    head_share = {"ours": steps * 2 * head(N, CODEBOOK) / ours_, "published": None}
-    head_share["published"] = (steps * 2 * head(L_ours, W) / pub) if family == "mmada" else (
-        steps * (head(statistics.mean(lens), W) + head(Lu, W)) / pub)
-    return {"ours": ours_, "published": pub, "published_over_ours": pub / ours_, "head_share": head_share}
+        pub_head = sum(steps * (head(Lc, W) + head(Lu, W)) + head(1, W) for Lc in lens) / B
+        pub = sum(steps * (body(Lc) + body(Lu)) + body(1) for Lc in lens) / B + pub_head
+    return {"ours": ours_, "published": pub, "published_over_ours": pub / ours_,
+            "head_share": {"ours": ours_head / ours_, "published": pub_head / pub}}
 
 
 # ---------------------------------------------------------------------------------------------- the update
@@ -424,10 +429,10 @@ def _free(preset):
 # ---------------------------------------------------------------------------------------------- estimates
 def estimates(preset: dict, tokenizers: dict) -> dict:
     """Parameter counts (from meta-device models) and FLOPs per image at the preset's shapes, without weights."""
+    from trl_htgrpo.models import LLaDAModelLM
+
     out = {}
     for family in FAMILIES:
-        from trl_htgrpo.models import LLaDAModelLM
-
         config = model_config(family, preset["model"], preset[family]["grid"])
         with torch.device("meta"):
             m = LLaDAModelLM(config)

@@ -39,6 +39,12 @@ def test_smoke_preset_writes_json_and_plot(tmp_path):
             assert _positive(r[side]["images_per_second"]) and len(r[side]["seconds"]) == res["config"]["repeats"]
             assert r[side]["memory_kind"] == "peak_rss"
         assert _positive(r["ratio_images_per_second"]) and r["ratio_images_per_second"] == res["ratios"][family]
+        # what the model returned per call: ours the codebook at the N image positions of 2B rows; the published
+        # loops full logits at every position and vocabulary row (MMaDA 2B rows at once, Lumina-DiMOO one)
+        B, N, L = r["images"], r["image_tokens"], r["sequence_length"]["cond_max"]
+        assert r["ours"]["logits_shape"] == [2 * B, N, 8192]
+        width = {"mmada": 134656, "lumina_dimoo": 134548}[family]
+        assert r["published"]["logits_shape"] == ([2 * B, L, width] if family == "mmada" else [1, L, width])
         # the published loops compute the full head at every position: more matmul work per image than ours
         assert r["flops_per_image"]["published_over_ours"] > 1
     assert set(res["targets"]) == {"lumina_dimoo_at_least_2x", "mmada_at_least_1x"}
