@@ -1,77 +1,25 @@
 """The published unmasking loops, replayed: our sampler with ``sampler="mmada"`` / ``"lumina_dimoo"`` must draw
 exactly what MMaDA's ``t2i_generate`` and Lumina-DiMOO's ``generate_image`` draw with the same generator.
 
-``published_mmada`` and ``published_lumina`` restate the two loops' arithmetic line by line (our words, from
+The two loops are restated, model calls included, in :mod:`trl_htgrpo.diffusion.published` (our words, from
 ``Gen-Verse/MMaDA@3cdb870: models/modeling_mmada.py L118-211, models/sampling.py`` and
-``Alpha-VLLM/Lumina-DiMOO@81344e6: generators/image_generation_generator.py L87-151, utils/generation_utils.py``):
-MMaDA draws every position with ``torch.multinomial`` on the untempered softmax, then uniform noise for its
-compounding Gumbel confidence; Lumina-DiMOO draws only the masked positions by Gumbel-max, then uniform noise of
-constant scale. Both take ``f(codes) -> guided codebook logits``, here the very model the sampler calls.
+``Alpha-VLLM/Lumina-DiMOO@81344e6: generators/image_generation_generator.py L15-151, utils/generation_utils.py``;
+the throughput benchmark runs the same restatements): MMaDA draws every position with ``torch.multinomial`` on the
+untempered softmax of guided full logits, then uniform noise for its compounding Gumbel confidence; Lumina-DiMOO
+calls the model once per branch, draws only the masked positions by Gumbel-max, then uniform noise of constant
+scale. Here they call the very toy model the sampler calls, one image at a time.
 """
-
-import math
 
 import pytest
 import torch
 
-from trl_htgrpo.diffusion.sampler import sample_images
+from trl_htgrpo.diffusion.published import lumina_generate_image, mmada_t2i_generate
+from trl_htgrpo.diffusion.sampler import left_pad, sample_images
 from trl_htgrpo.diffusion.unmasking import SAMPLERS, LuminaDiMOORule, MMaDARule
 from trl_htgrpo.toy import ShapesBackbone, ShapesDiffusionConfig, ShapesDiffusionModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPTS = ["a photo of a red square", "a photo of two crosses", "a photo of a circle above a triangle"]
-
-
-def published_mmada(f, N, T, g, temperature=1.0):
-    """MMaDA's t2i_generate for one image (B = 1). Returns the final codes and the masked map before each step."""
-    codes = torch.full((1, N), -1)
-    states = []
-    sampled = None
-    for step in range(T):
-        states.append(codes == -1)
-        logits = f(codes)  # (1, N, V)
-        probs = logits.softmax(dim=-1)
-        sampled = torch.multinomial(probs.reshape(-1, logits.size(-1)), 1, generator=g)[:, 0].view(*logits.shape[:-1])
-        unknown = codes == -1
-        sampled = torch.where(unknown, sampled, codes)
-        ratio = 1.0 * (step + 1) / T
-        mask_ratio = torch.cos(torch.tensor(ratio) * math.pi * 0.5)
-        selected = torch.gather(probs, -1, sampled.long()[..., None]).squeeze(-1)
-        selected = torch.where(unknown, selected, torch.finfo(selected.dtype).max)
-        mask_len = (N * mask_ratio).floor().unsqueeze(0)
-        mask_len = torch.max(torch.tensor([1]), torch.min(unknown.sum(dim=-1, keepdim=True) - 1, mask_len))
-        temperature = temperature * (1.0 - ratio)
-        noise = torch.zeros_like(selected).uniform_(0, 1, generator=g)
-        confidence = torch.log(selected.clamp(min=1e-20)) + temperature * -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
-        cut_off = torch.gather(torch.sort(confidence, dim=-1).values, 1, mask_len.long())
-        masking = confidence < cut_off
-        codes = torch.where(masking, -1, sampled)
-    return sampled, states
-
-
-def published_lumina(f, N, T, g, temperature=1.0):
-    """Lumina-DiMOO's generate_image for one image. Returns the final codes and the masked map before each step."""
-    codes = torch.full((1, N), -1)
-    states = []
-    gumbel = lambda u: -torch.log(-torch.log(u + 1e-20) + 1e-20)  # noqa: E731
-    for step in range(T):
-        m = codes == -1
-        states.append(m.clone())
-        L = int(m.sum())
-        if L == 0:
-            break
-        if step < T - 1:
-            keep = (torch.tensor([[N]]).float() * torch.cos(0.5 * math.pi * torch.tensor([(step + 1) / T]))).floor()
-            keep = keep.clamp_min(1).long()
-        else:
-            keep = torch.zeros(1, 1, dtype=torch.long)
-        lg = f(codes)[m].view(1, L, -1)
-        sampled = (lg / temperature + gumbel(torch.rand(lg.shape, dtype=lg.dtype, generator=g))).argmax(-1)
-        conf = lg.softmax(-1).gather(-1, sampled[..., None]).squeeze(-1)
-        c = torch.log(conf.clamp_min(1e-20)) + temperature * gumbel(torch.rand(conf.shape, dtype=conf.dtype, generator=g))
-        stay = c < c.sort(-1).values.gather(1, keep.clamp(0, L - 1))
-        codes[m] = torch.where(stay, -1, sampled).view(-1)
-    return codes, states
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +33,31 @@ def setup(tok):
     return model, ShapesBackbone(tok)
 
 
-def guided(model, bb, prompt, w):
-    """f(codes) of the published loops: the guided codebook logits of one image, as our sampler forms them."""
-    from trl_htgrpo.diffusion.sampler import left_pad
+def published_mmada(model, bb, prompt, N, T, g, w):
+    """MMaDA's t2i_generate on one prompt of the toy's MMaDA layout: the conditional and unconditional rows padded to
+    one text block, the toy's (B, L) padding mask read off the published (B, 1, L, L) bias."""
+    ids, mask = left_pad([prompt, bb.unconditional_prompt()], bb.pad_token_id)  # (2, P)
+    image = torch.full((1, N), bb.mask_token_id)
+    (cond, cond_mask), (uncond, uncond_mask) = (bb.build_inputs(ids[i : i + 1], mask[i : i + 1], image) for i in (0, 1))
 
-    ids, mask = left_pad([prompt, bb.unconditional_prompt()], bb.pad_token_id)
+    def forward(input_ids, attention_bias):
+        return model(input_ids=input_ids, attention_mask=attention_bias[:, 0].diagonal(dim1=-2, dim2=-1).long()).logits
 
-    @torch.no_grad()
-    def f(codes):
-        image = torch.where(codes == -1, bb.mask_token_id, bb.codes_to_ids(codes.clamp(min=0))).repeat(2, 1)
-        x, attn = bb.build_inputs(ids, mask, image)
-        logits = bb.image_logits(model, x, attn)
-        cond, uncond = logits.chunk(2)
-        return (1 + w) * cond - w * uncond
+    return mmada_t2i_generate(forward, cond, uncond, cond_mask, uncond_mask, timesteps=T, guidance_scale=w, generator=g,
+                              seq_len=N, mask_token_id=bb.mask_token_id, text_block=ids.shape[1] - 1,
+                              image_offset=bb.image_offset, codebook_size=bb.codebook_size)
 
-    return f
+
+def published_lumina(model, bb, prompt, N, T, g, w):
+    """Lumina-DiMOO's generate_image on one prompt of the toy's layout: unpadded rows, one forward per branch; the
+    branches share ``<|soi|>`` (``image_head=1``) as Lumina-DiMOO's share ``<answer-start> <boi>``."""
+    image = torch.full((1, N), bb.mask_token_id)
+    x, _ = bb.build_inputs(torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long), image)
+    uncon = torch.tensor([bb.unconditional_prompt()[:-1]])
+    return lumina_generate_image(lambda ids: model(input_ids=ids).logits, x, timesteps=T, cfg_scale=w, uncon_ids=uncon,
+                                 code_start=len(prompt), codebook_size=bb.codebook_size, generator=g,
+                                 mask_token_id=bb.mask_token_id, image_head=1,
+                                 text_vocab_size=bb.image_offset)  # the toy cannot run the one-token probe
 
 
 @pytest.mark.parametrize("family, steps", [("mmada", 12), ("mmada", 15), ("lumina_dimoo", 12), ("lumina_dimoo", 64)])
@@ -110,7 +68,8 @@ def test_our_sampler_replays_the_published_loop(setup, family, steps):
     ours = sample_images(model, bb, prompts, steps=steps, guidance_scale=w, seeds=seeds, sampler=family)
     loop = published_mmada if family == "mmada" else published_lumina
     for b, prompt in enumerate(prompts):  # row b of our batch == the published loop run on prompt b alone
-        codes, states = loop(guided(model, bb, prompt, w), N, steps, torch.Generator().manual_seed(seeds[b]))
+        codes, states = loop(model, bb, prompt, N, steps, torch.Generator().manual_seed(seeds[b]), w)
+        assert len(states) == steps
         assert torch.equal(ours.codes[b], codes[0])
         for t, masked in enumerate(states):  # the same tokens masked before every step: identical trajectories
             assert torch.equal(ours.reveal_step[b] >= t, masked[0]), (family, b, t)
