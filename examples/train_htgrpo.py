@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_htgrpo import HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.evaluation import evaluate_trainer, read_metadata
@@ -100,8 +100,13 @@ def main(script_args: ScriptArguments, training_args: HTGRPOConfig, model_args: 
     names = ["geneval_strict" if (n == "geneval" and script_args.strict_reward) else n for n in script_args.reward_funcs]
     rewards = [get_reward(name) for name in names]  # unknown names fail here, before any model is loaded
     train_dataset = load_data(script_args, model_args)
+    # how TRL's own grpo script loads the model: ModelConfig's dtype, attention and revision, then --model_init_kwargs
+    model_init_kwargs = {k: v for k, v in dict(revision=model_args.model_revision, dtype=model_args.dtype,
+                                                attn_implementation=model_args.attn_implementation).items() if v is not None}
+    training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
     trainer = HTGRPOTrainer(model=model_args.model_name_or_path, reward_funcs=rewards, args=training_args,
-                            train_dataset=train_dataset, peft_config=get_peft_config(model_args))
+                            train_dataset=train_dataset, peft_config=get_peft_config(model_args),
+                            quantization_config=get_quantization_config(model_args))
     results, records = {}, eval_records(script_args, model_args)
     if records:
         t0 = time.time()

@@ -82,3 +82,32 @@ def test_compare_estimators_checks_every_run_before_training(tmp_path):
     with pytest.raises(SystemExit, match=r"(?s)run unigrpo rejects --set .*structure_weight=4.0 only acts with credit='two_level'"):
         bench.main(["--set", '{"structure_weight": 4.0}', "--output_dir", str(tmp_path)])
     assert not (tmp_path / "estimators.json").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("family", ["mmada", "lumina_dimoo"])
+def test_main_job_script_trains_each_published_layout(family, tmp_path):
+    """The same command with --model_name_or_path of a checkpoint in MMaDA's or Lumina-DiMOO's published layout
+    (tiny random weights, tests/real_layouts.py): 2 HT-GRPO steps with LoRA on the block projections, bf16 weights,
+    the family's published sampler, decoded images rewarded, a saved adapter and model card."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from real_layouts import save_tiny_lumina, save_tiny_magvitv2, save_tiny_mmada
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["a red cat", "two dog", "a blue dog", "the cat"]))
+    if family == "mmada":
+        ckpt = save_tiny_mmada(tmp_path / "mmada")
+        extra = ["--vq_model_name_or_path", str(save_tiny_magvitv2(tmp_path / "magvit"))]
+    else:
+        ckpt, extra = save_tiny_lumina(tmp_path / "lumina"), ["--image_size", "32"]
+    out = tmp_path / "out"
+    log = run("examples/train_htgrpo.py", "--model_name_or_path", str(ckpt), *extra, "--dataset_name", str(prompts),
+              "--reward_funcs", "compressibility", "incompressibility", "--reward_weights", "1.0", "0.5",
+              "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
+              "--diffusion_steps", "3", "--dtype", "bfloat16", "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
+              "--lora_target_modules", "all-linear", "--logging_steps", "1", "--output_dir", str(out))
+    assert "no --eval_metadata: skipping the evaluation" in log and "will be ignored" not in log
+    history = json.loads(sorted(out.glob("checkpoint-*/trainer_state.json"))[-1].read_text())["log_history"]
+    first = next(h for h in history if "reward" in h)
+    assert {"rewards/compressibility/mean", "rewards/incompressibility/mean"} <= set(first)
+    assert (out / "adapter_model.safetensors").exists() and "HT-GRPO" in (out / "README.md").read_text()
+    assert f"| sampler `sampler` | `{family}` |" in (out / "README.md").read_text()  # the family's published loop

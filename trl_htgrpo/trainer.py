@@ -107,17 +107,18 @@ class HTGRPOTrainer(GRPOTrainer):
         # TRL would rebuild a full-model reference from config._name_or_path (a hub id, or nothing for a model
         # built from a config): we copy the policy instead, and prepare it (and its sync) as TRL does.
         own_ref = args.beta != 0.0 and peft_config is None and not is_peft_model(model)
-        beta, sync = args.beta, args.sync_ref_model
+        beta, sync, init_kwargs = args.beta, args.sync_ref_model, args.model_init_kwargs
         ref = reference_copy(model).eval().requires_grad_(False) if own_ref else None
         if own_ref:
             args.beta, args.sync_ref_model = 0.0, False
+        args.model_init_kwargs = None  # already used by load_model (TRL would say they are ignored)
         try:
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                              eval_dataset=eval_dataset, processing_class=processing_class,
                              reward_processing_classes=reward_processing_classes, callbacks=callbacks,
                              optimizers=optimizers, peft_config=peft_config)
         finally:
-            args.beta, args.sync_ref_model = beta, sync
+            args.beta, args.sync_ref_model, args.model_init_kwargs = beta, sync, init_kwargs
         if own_ref:
             self.beta = beta
             prepare_reference(self, ref, sync)

@@ -21,6 +21,8 @@ def load_model(model, processing_class, args, quantization_config=None):
         kwargs = dict(args.model_init_kwargs or {})
         if quantization_config is not None:
             kwargs["quantization_config"] = quantization_config
+        if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
+            kwargs["device_map"] = None  # as TRL: distributed training places the model itself ("auto" fails)
         model = AutoModel.from_pretrained(path, **kwargs)
     if processing_class is None:
         from transformers import AutoTokenizer
