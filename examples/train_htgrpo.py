@@ -62,8 +62,16 @@ class ScriptArguments:
     strict_reward: bool = field(default=False, metadata={"help": "Train on strict GenEval correctness (geneval_strict)."})
 
 
+def is_shapes_world(name_or_path: str) -> bool:
+    """The bundled shapes model, or a folder holding a shapes-world model (config.json model_type "shapes_mdm")."""
+    if name_or_path == SHAPES:
+        return True
+    config = os.path.join(name_or_path, "config.json")
+    return os.path.isfile(config) and json.load(open(config)).get("model_type") == "shapes_mdm"
+
+
 def _shapes(model_args) -> bool:
-    return model_args.model_name_or_path == SHAPES
+    return is_shapes_world(model_args.model_name_or_path)
 
 
 def load_data(script_args: ScriptArguments, model_args: ModelConfig):
@@ -145,15 +153,15 @@ DEFAULTS = dict(output_dir="outputs/htgrpo", model_name_or_path=SHAPES, logging_
 
 
 def make_parser(argv: list[str] | None = None) -> TrlParser:
-    """The parser, with the shapes world's main-job recipe as defaults when the model is the bundled shapes model
-    (no ``--model_name_or_path``, or ``shapes-mdm``) and plain defaults otherwise. Flags override both."""
+    """The parser, with the shapes world's main-job recipe as defaults when the model is a shapes-world model (no
+    ``--model_name_or_path``, ``shapes-mdm``, or a folder of one) and plain defaults otherwise. Flags override both."""
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
     model = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model_name_or_path"),
                  next((a.split("=", 1)[1] for a in argv if a.startswith("--model_name_or_path=")), SHAPES))
     parser = TrlParser((ScriptArguments, HTGRPOConfig, ModelConfig))
-    if model == SHAPES:
+    if is_shapes_world(model):
         from trl_htgrpo.toy.recipes import MAIN_JOB_DEFAULTS
 
         parser.set_defaults(**MAIN_JOB_DEFAULTS)

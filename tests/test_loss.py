@@ -24,7 +24,7 @@ import math
 
 import pytest
 import torch
-from conftest import fast_args
+from tiny_shapes import fast_args
 
 from trl_htgrpo import HTGRPOTrainer
 from trl_htgrpo.diffusion.estimators import EstimatorPlan

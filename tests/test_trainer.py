@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import fast_args, make_tiny_model
+from tiny_shapes import fast_args, make_tiny_model
 from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
 from trl_htgrpo import GenEvalReward, HTGRPOTrainer
