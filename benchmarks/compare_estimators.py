@@ -237,19 +237,28 @@ def plot(runs, path):
 
 
 def table(runs) -> str:
+    """Ranked by mean over seeds: the spread (population sd), the standard error of the mean (sample sd / sqrt(n)),
+    the mean gain over the base model, on how many seeds the gain is positive, and against HT-GRPO, on how many
+    seeds this run is behind it."""
     groups = {}
     for r in runs:
         groups.setdefault((r["estimator"], r["ablation"]), []).append(r)
+    by_seed = {(r["estimator"], r["ablation"], r["seed"]): r["overall"] for r in runs}
     rows = []
     for (est, abl), rs in groups.items():
         s = [r["overall"] for r in rs]
-        rows.append((statistics.mean(s), statistics.pstdev(s) if len(s) > 1 else 0.0, est + (f":{abl}" if abl else ""),
-                     len(s), statistics.mean(r["wall_seconds"] for r in rs), rs[0]["old_ref_forwards_per_rollout_batch"],
-                     rs[0]["total_forwards_per_rollout_batch"]))
+        gains = [r["overall"] - r["curve"][0]["overall"] for r in rs]
+        se = statistics.stdev(s) / len(s) ** 0.5 if len(s) > 1 else 0.0
+        behind = [by_seed[("ht", "", r["seed"])] > r["overall"] for r in rs if ("ht", "", r["seed"]) in by_seed]
+        rows.append((statistics.mean(s), statistics.pstdev(s) if len(s) > 1 else 0.0, se, est + (f":{abl}" if abl else ""),
+                     len(s), statistics.mean(gains), sum(g > 0 for g in gains),
+                     f"{sum(behind)}/{len(behind)}" if (est, abl) != ("ht", "") else "-",
+                     statistics.mean(r["wall_seconds"] for r in rs), rs[0]["old_ref_forwards_per_rollout_batch"]))
     rows.sort(key=lambda x: -x[0])
-    lines = [f"{'rank':<5}{'run':<22}{'mean':>7}{'spread':>8}{'seeds':>6}{'wall s':>8}{'old+ref':>9}{'fwd/rollout':>12}"]
-    for i, (m, sd, name, n, wall, oldref, tot) in enumerate(rows, 1):
-        lines.append(f"{i:<5}{name:<22}{m:>7.3f}{sd:>8.3f}{n:>6}{wall:>8.0f}{oldref:>9.2f}{tot:>12.2f}")
+    lines = [f"{'rank':<5}{'run':<22}{'mean':>7}{'spread':>8}{'se':>7}{'seeds':>6}{'gain':>7}{'gain>0':>7}"
+             f"{'ht ahead':>9}{'wall s':>8}{'old+ref':>9}"]
+    for i, (m, sd, se, name, n, gain, pos, behind, wall, oldref) in enumerate(rows, 1):
+        lines.append(f"{i:<5}{name:<22}{m:>7.3f}{sd:>8.3f}{se:>7.3f}{n:>6}{gain:>+7.3f}{pos:>7}{behind:>9}{wall:>8.0f}{oldref:>9.2f}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from trl_htgrpo.backbones import (
     BACKBONES, Backbone, LuminaDiMOOBackbone, MMaDABackbone, backbone_for,
 )
 from trl_htgrpo.backbones.lumina_dimoo import LUMINA_DIMOO_TOKENS, T2I_SYSTEM_PROMPT
-from trl_htgrpo.backbones.mmada import MMADA_TOKENS, padding_attention_bias
+from trl_htgrpo.backbones.mmada import padding_attention_bias
 from trl_htgrpo.diffusion.sampler import left_pad, sample_images
 
 BOS, EOS = 126080, 126081  # LLaDA's <|startoftext|> / <|endoftext|> (MMaDA config: bos 126080, eos 126081)

@@ -10,7 +10,7 @@ from trl_htgrpo.diffusion.estimators import (
     get_estimator, image_seeds, prompt_token_mask,
 )
 from trl_htgrpo.diffusion.sampler import Trajectory
-from trl_htgrpo.hierarchy import stage_candidates, stage_schedule
+from trl_htgrpo.hierarchy import stage_candidates
 
 GLOBAL3 = ["global"] * 3
 STAGED = ["global", "structure", "refine"]

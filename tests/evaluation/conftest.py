@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from evaluation_helpers import COCO, CSV_HEADER, DPG_PROMPTS, DPG_ROWS, METADATA, save_tiny_blip
+from evaluation_helpers import CSV_HEADER, DPG_PROMPTS, DPG_ROWS, METADATA, save_tiny_blip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,38 +36,11 @@ def real_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def photo_models(tmp_path_factory):
-    """(mask2former folder, clip folder). Mask2Former's class bias makes every query a person (p ~ 0.996); the CLIP
-    folder has a tokenizer and an image processor, so it serves GenEval's colours and the CLIP-based metrics."""
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer, Mask2FormerConfig, SwinConfig
+    """(mask2former folder, clip folder): every Mask2Former query is a person; the CLIP folder serves GenEval's
+    colours and the CLIP-based metrics."""
+    from tiny_photo import save_tiny_photo_models
 
-    from trl_htgrpo.rewards.photo_detector import _mask2former_class
-
-    root = tmp_path_factory.mktemp("tiny-photo")
-    swin = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
-    cfg = Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32,
-                            encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1, decoder_layers=2,
-                            num_attention_heads=2, num_queries=10, num_labels=80, common_stride=4,
-                            id2label=dict(enumerate(COCO)), label2id={n: i for i, n in enumerate(COCO)})
-    torch.manual_seed(0)
-    m2f = _mask2former_class()(cfg)
-    with torch.no_grad():
-        m2f.class_predictor.bias[0] = 10.0  # "person"
-    m2f.save_pretrained(root / "mask2former")
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in "abcdefghijklmnopqrstuvwxyz-":
-        vocab[c], vocab[c + "</w>"] = len(vocab), len(vocab) + 1
-    tok = CLIPTokenizer(vocab=vocab, merges=[])
-    clip = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2),
-        projection_dim=8))
-    clip.save_pretrained(root / "clip")
-    tok.save_pretrained(root / "clip")
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
-    return str(root / "mask2former"), str(root / "clip")
+    return save_tiny_photo_models(tmp_path_factory.mktemp("tiny-photo"))
 
 
 @pytest.fixture(scope="session")

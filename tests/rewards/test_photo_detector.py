@@ -6,7 +6,6 @@ replaced by functions whose answer is known.
 """
 
 import ast
-import json
 import pathlib
 from types import SimpleNamespace
 
@@ -19,20 +18,9 @@ from trl_htgrpo.rewards import GenEvalReward, get_detector
 from trl_htgrpo.rewards.clip_colors import COLOR_TEMPLATES, GREY, CLIPColorClassifier, clip_transform, masked_crop
 from trl_htgrpo.rewards.geneval_rules import GENEVAL_CLASSES, GENEVAL_COLORS, Detection
 from trl_htgrpo.rewards.hub_loading import ModelLoadError
-from trl_htgrpo.rewards.photo_detector import Mask2FormerDetector, _mask2former_class, geneval_names, mask_boxes
+from trl_htgrpo.rewards.photo_detector import Mask2FormerDetector, geneval_names, mask_boxes
 
-# COCO's 80 instance classes as mmdet, Detectron2 and transformers' Mask2Former checkpoints spell them
-COCO_LABELS = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-]
+from tiny_photo import COCO_LABELS, save_tiny_photo_models
 DOG, CAT, PERSON, MOUSE = COCO_LABELS.index("dog"), COCO_LABELS.index("cat"), 0, COCO_LABELS.index("mouse")
 
 
@@ -40,40 +28,7 @@ DOG, CAT, PERSON, MOUSE = COCO_LABELS.index("dog"), COCO_LABELS.index("cat"), 0,
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     """(mask2former folder, clip folder): random weights, GenEval-sized vocabularies, tiny widths."""
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, Mask2FormerConfig, SwinConfig
-
-    root = tmp_path_factory.mktemp("tiny-photo")
-    swin = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
-    cfg = Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32,
-                            encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1, decoder_layers=2,
-                            num_attention_heads=2, num_queries=10, num_labels=80, common_stride=4,
-                            id2label=dict(enumerate(COCO_LABELS)), label2id={n: i for i, n in enumerate(COCO_LABELS)})
-    torch.manual_seed(0)
-    m2f = _mask2former_class()(cfg)
-    with torch.no_grad():
-        m2f.class_predictor.bias[PERSON] = 10.0  # every query says "person" with p ~ 0.996: detections above 0.3
-    m2f_dir = root / "mask2former"
-    m2f.save_pretrained(m2f_dir)
-    config = json.loads((m2f_dir / "config.json").read_text())
-    config["architectures"] = ["Mask2FormerForUniversalSegmentation"]  # as a hub checkpoint says
-    (m2f_dir / "config.json").write_text(json.dumps(config))
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in "abcdefghijklmnopqrstuvwxyz-":  # CLIP's BPE without merges: one token per letter
-        vocab[c], vocab[c + "</w>"] = len(vocab), len(vocab) + 1
-    tok = CLIPTokenizer(vocab=vocab, merges=[])
-    clip = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2),
-        projection_dim=8,
-    ))
-    clip_dir = root / "clip"
-    clip.save_pretrained(clip_dir)
-    tok.save_pretrained(clip_dir)
-    return str(m2f_dir), str(clip_dir)
+    return save_tiny_photo_models(tmp_path_factory.mktemp("tiny-photo"))
 
 
 def make_detector(tiny_dirs, **kw):

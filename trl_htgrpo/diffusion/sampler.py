@@ -78,7 +78,6 @@ def sample_images(
     use_cfg = guidance_scale != 0.0
     seqs = prompt_ids + ([backbone.unconditional_prompt()] * B if use_cfg else [])
     p_ids, p_mask = left_pad(seqs, backbone.pad_token_id, device)  # (B or 2B, P)
-    P = p_ids.shape[1]
 
     codes = torch.zeros(B, N, dtype=torch.long, device=device)
     masked = torch.ones(B, N, dtype=torch.bool, device=device)

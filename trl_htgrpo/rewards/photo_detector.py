@@ -30,7 +30,7 @@ real checkpoints with GenEval's mmdet numbers (different weights, cv2 vs torch r
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
