@@ -27,6 +27,7 @@ import torch
 from transformers import TrainerCallback
 
 from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
+from trl_htgrpo.rewards import get_reward
 from trl_htgrpo.evaluation import evaluate_trainer
 from trl_htgrpo.toy import BACKGROUND_CODE, load_prompts
 from trl_htgrpo.toy.recipes import SHAPES_RL
@@ -160,10 +161,11 @@ LOGGED = ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "clip
           "clip_ratio/low_mean", "clip_ratio/high_mean", "ht/approx_kl", "ht/max_abs_log_ratio", "grad_norm")
 
 
-def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra, diagnose=False):
+def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra, diagnose=False,
+            reward="geneval"):
     args = run_config(overrides, seed, rollouts, out_dir, extra)
     curve = _Curve(records, every, ipp, seed, diagnose)
-    trainer = HTGRPOTrainer(model, reward_funcs=[GenEvalReward()], args=args, train_dataset=load_prompts("train"),
+    trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward)], args=args, train_dataset=load_prompts("train"),
                             callbacks=[curve])
     curve.trainer = trainer
     composition = _Composition(trainer, BACKGROUND_CODE) if diagnose else None
@@ -278,6 +280,7 @@ def main(argv=None):
     p.add_argument("--set", dest="overrides", default="{}",
                    help='JSON of HTGRPOConfig fields applied to every run, e.g. \'{"beta": 0.04}\' (tuning on validation)')
     p.add_argument("--count_only", action="store_true", help="only count passes per rollout batch at K = 6, beta > 0")
+    p.add_argument("--reward", default="geneval", help="training reward by registry name (geneval, geneval_strict, ...)")
     p.add_argument("--diagnose", action="store_true",
                    help="also record, at every evaluation, the fully masked context's entropy and KL to the base model, "
                    "and per rollout batch TRL's logs (reward, zero-variance groups, clip fractions) and the "
@@ -316,7 +319,7 @@ def main(argv=None):
         for est, abl, ov in runs_wanted:
             with tempfile.TemporaryDirectory() as d:
                 r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
-                            a.eval_images_per_prompt, d, extra, a.diagnose)
+                            a.eval_images_per_prompt, d, extra, a.diagnose, a.reward)
             results["runs"].append(r)
             print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
                   f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)

@@ -53,10 +53,15 @@ def test_main_job_smoke_run(tmp_path):
 
 
 def test_compare_estimators_quick(tmp_path):
-    log = run("benchmarks/compare_estimators.py", "--quick", "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}')
+    log = run("benchmarks/compare_estimators.py", "--quick", "--runs", "ht,maskgrpo", "--diagnose",
+              "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}')
     res = json.loads((tmp_path / "estimators.json").read_text())
     runs = {r["estimator"] for r in res["runs"]}
-    assert runs == {"ht", "unigrpo", "d1", "maskgrpo", "trace"}
+    assert runs == {"ht", "maskgrpo"}  # every estimator trains in tests/test_trainer.py; here the benchmark's plumbing
+    diag = res["runs"][0]
+    assert {"masked_entropy", "kl_to_base"} <= set(diag["curve"][-1]) and diag["curve"][0]["kl_to_base"] == 0.0
+    assert diag["composition"] and 0.0 <= diag["composition"][0]["background_in_structure"] <= 1.0
+    assert diag["log"] and "reward" in diag["log"][0]
     for r in res["runs"]:
         assert 0.0 <= r["overall"] <= 1.0 and r["rollouts"] == 1 and r["wall_seconds"] > 0
         assert r["old_ref_forwards_per_rollout_batch"] >= 1.0  # K = 3 > 1: old log-probs are needed
