@@ -129,6 +129,7 @@ class _Curve(TrainerCallback):
                                 "overall": res["overall"], "tags": res["tags"]})
             if self.diagnose:
                 self.points[-1].update(probe(self.trainer, self.records, self.base_state))
+            print(f"[curve] seed {self.seed} rollouts {rollouts}: overall {res['overall']:.3f}", flush=True)
 
 
 def pass_figures(trainer, rollouts: int, batch: int) -> dict[str, float]:

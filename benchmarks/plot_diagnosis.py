@@ -30,7 +30,9 @@ def main(argv=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [r for path in a.results for r in json.loads(Path(path).read_text())["runs"] if "log" in r]
+    # several files: each run's name ends with its file's folder (e.g. the --output_dir of a --set variant)
+    runs = [{**r, "label": r.get("label") or (f" [{Path(path).parent.name}]" if len(a.results) > 1 else "")}
+            for path in a.results for r in json.loads(Path(path).read_text())["runs"] if "log" in r]
     fig, axes = plt.subplots(3, 3, figsize=(15, 11))
     ax = axes.flatten()
     for r in runs:

@@ -76,6 +76,12 @@ def test_compare_estimators_quick(tmp_path):
     assert (tmp_path / "estimators.png").stat().st_size > 1000 and "rank" in log
     assert mg["policy_forwards_per_update"] == 1.0 and mg["updates_per_rollout_batch"] == 3.0
     assert mg["old_tokens_per_rollout_batch"] > 0
+    assert "[curve] seed 0 rollouts 1: overall" in log  # each evaluation is printed as it happens
+    # the diagnosis plot reads what --diagnose wrote; two files: runs are told apart by their folder
+    png = tmp_path / "diagnosis.png"
+    run("benchmarks/plot_diagnosis.py", str(tmp_path / "estimators.json"), str(tmp_path / "estimators.json"),
+        "--output", str(png))
+    assert png.stat().st_size > 1000
 
 
 def test_compare_estimators_checks_every_run_before_training(tmp_path):
