@@ -1,7 +1,7 @@
 """Compare HT-GRPO with the baselines and its ablations on the shapes world, at equal sample budget.
 
     python benchmarks/compare_estimators.py --quick                  # smoke: a few minutes
-    python benchmarks/compare_estimators.py --seeds 3                # the full comparison
+    python benchmarks/compare_estimators.py --runs ht,d1,maskgrpo --seeds 5   # the comparison at the recipe
     python benchmarks/compare_estimators.py --eval_split validation  # choosing defaults (never on heldout)
 
 From the same base model, training prompts and number of rollout batches, every run trains one
@@ -30,7 +30,7 @@ from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.rewards import get_reward
 from trl_htgrpo.evaluation import evaluate_trainer
 from trl_htgrpo.toy import BACKGROUND_CODE, load_prompts
-from trl_htgrpo.toy.recipes import SHAPES_RL
+from trl_htgrpo.toy.recipes import MAIN_JOB_ROLLOUTS, SHAPES_RL
 
 #: (estimator, ablation, config overrides)
 RUNS = [
@@ -121,7 +121,8 @@ class _Curve(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         rollouts = state.global_step // args.num_iterations
-        if state.global_step % args.num_iterations == 0 and rollouts % self.every == 0:
+        last = state.global_step == state.max_steps  # the final point, also when every does not divide the budget
+        if state.global_step % args.num_iterations == 0 and (rollouts % self.every == 0 or last):
             t = time.time()
             res = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
             self.eval_seconds += time.time() - t
@@ -270,10 +271,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke: 2 rollouts, tiny evaluation, one seed")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
-    p.add_argument("--rollouts", type=int, default=12, help="rollout batches per run (equal sample budget)")
-    p.add_argument("--eval_every", type=int, default=12, help="evaluate every N rollout batches (and the base model once)")
+    p.add_argument("--rollouts", type=int, default=MAIN_JOB_ROLLOUTS,
+                   help="rollout batches per run (equal sample budget; default: the main job's)")
+    p.add_argument("--eval_every", type=int, default=24, help="evaluate every N rollout batches (and the base model once)")
     p.add_argument("--eval_split", default="heldout", choices=["heldout", "validation"])
-    p.add_argument("--eval_images_per_prompt", type=int, default=1)
+    p.add_argument("--eval_images_per_prompt", type=int, default=2)
     p.add_argument("--eval_max_prompts", type=int, default=None)
     p.add_argument("--model_name_or_path", default="shapes-mdm")
     p.add_argument("--runs", default=None, help="comma-separated subset, e.g. 'ht,maskgrpo,ht:uniform_credit'")
