@@ -23,7 +23,7 @@ def run(*args, timeout=600):
 def test_pretrain_script_writes_a_loadable_model(tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
-    import trl_htgrpo  # noqa: F401
+    import trl_htgrpo.toy  # noqa: F401  (the shapes plug-in registers its model type with the Auto classes)
 
     log = run("examples/pretrain_shapes.py", "--steps", "2", "--batch_size", "4", "--log_every", "1",
               "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--output_dir", str(tmp_path))
