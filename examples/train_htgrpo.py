@@ -63,11 +63,16 @@ class ScriptArguments:
 
 
 def is_shapes_world(name_or_path: str) -> bool:
-    """The bundled shapes model, or a folder holding a shapes-world model (config.json model_type "shapes_mdm")."""
+    """The bundled shapes model, or a folder holding a shapes-world model (its config.json's model_type)."""
     if name_or_path == SHAPES:
         return True
+    from trl_htgrpo.toy import ShapesDiffusionConfig
+
     config = os.path.join(name_or_path, "config.json")
-    return os.path.isfile(config) and json.load(open(config)).get("model_type") == "shapes_mdm"
+    if not os.path.isfile(config):
+        return False
+    with open(config) as f:
+        return json.load(f).get("model_type") == ShapesDiffusionConfig.model_type
 
 
 def _shapes(model_args) -> bool:
