@@ -95,6 +95,23 @@ def test_compare_estimators_checks_every_run_before_training(tmp_path):
     assert not (tmp_path / "estimators.json").exists()  # nothing trained
 
 
+def test_compare_estimators_curve_evaluates_every_n_and_the_last_batch(monkeypatch):
+    """Training points at rollout batch 24 and at the last one (30), which 24 does not divide."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "evaluate_trainer", lambda *a, **k: {"overall": 0.5, "tags": {}})
+    curve = bench._Curve(records=[], every=24, images_per_prompt=1, seed=0)
+    curve.t0 = 0.0
+    args = SimpleNamespace(num_iterations=3)
+    for step in range(1, 91):  # 30 rollout batches at K = 3
+        curve.on_step_end(args, SimpleNamespace(global_step=step, max_steps=90), None)
+    assert [p["rollouts"] for p in curve.points] == [24, 30]
+
+
 @pytest.mark.parametrize("family", ["mmada", "lumina_dimoo"])
 def test_main_job_script_trains_each_published_layout(family, tmp_path):
     """The same command with --model_name_or_path of a checkpoint in MMaDA's or Lumina-DiMOO's published layout
