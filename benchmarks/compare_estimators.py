@@ -273,7 +273,7 @@ def main(argv=None):
     p.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
     p.add_argument("--rollouts", type=int, default=MAIN_JOB_ROLLOUTS,
                    help="rollout batches per run (equal sample budget; default: the main job's)")
-    p.add_argument("--eval_every", type=int, default=24, help="evaluate every N rollout batches (and the base model once)")
+    p.add_argument("--eval_every", type=int, default=12, help="evaluate every N rollout batches (and the base model once)")
     p.add_argument("--eval_split", default="heldout", choices=["heldout", "validation"])
     p.add_argument("--eval_images_per_prompt", type=int, default=2)
     p.add_argument("--eval_max_prompts", type=int, default=None)

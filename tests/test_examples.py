@@ -164,3 +164,20 @@ def test_main_job_defaults_are_the_recipe_and_flags_override_them(tmp_path, monk
     other = ["--model_name_or_path", str(tmp_path / "some-llada"), "--output_dir", str(tmp_path)]
     plain = script.make_parser(other).parse_args_and_config(other)[1]
     assert (plain.max_grad_norm, plain.adam_beta2, plain.weight_decay) == (1.0, 0.999, 0.0)
+
+
+def test_fixed_prompts_quick(tmp_path):
+    log = run("benchmarks/fixed_prompts.py", "--quick", "--runs", "ht", "--num_prompts", "4", "--output_dir", str(tmp_path))
+    res = json.loads((tmp_path / "fixed_prompts.json").read_text())
+    assert [r["estimator"] for r in res] == ["ht"] and len(res[0]["prompts"]) == 4 and len(res[0]["reward"]) == 1
+    assert 0.0 <= res[0]["reward"][0] <= 1.0 and "ht: reward per rollout batch" in log
+
+
+def test_fixed_prompts_quarters():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fixed_prompts", ROOT / "benchmarks" / "fixed_prompts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.quarters([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) == [0.5, 2.5, 4.5, 7.0]  # last takes the rest
+    assert script.quarters([1.0, 3.0]) == [1.0, 3.0]
