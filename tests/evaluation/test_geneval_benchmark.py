@@ -189,7 +189,10 @@ def test_images_equal_the_in_memory_evaluation(real_models, metadata_file, tmp_p
     files = sorted((tmp_path / "g").glob("0000*/samples/*.png"))
     assert len(files) == 4
     for (_, image, _), path in zip(mem["samples"], files):
-        assert np.array_equal(np.asarray(image), np.asarray(Image.open(path)))
+        # the same tokens; the VQ decoder's float sums differ with the batch size (3 against 1), which can
+        # round a pixel one level apart (seen with diffusers 0.42.1): another draw would differ everywhere
+        diff = np.abs(np.asarray(image).astype(int) - np.asarray(Image.open(path)).astype(int))
+        assert diff.max() <= 1, diff.max()
     assert res["tags"] == mem["tags"] == {"single_object": 1.0, "two_object": 0.0}
 
 
