@@ -84,12 +84,19 @@ def test_compare_estimators_quick(tmp_path):
     assert png.stat().st_size > 1000
 
 
-def test_compare_estimators_checks_every_run_before_training(tmp_path):
+def _load_script(name, path, monkeypatch):
+    """Import a script as a module (registered in sys.modules for the test only: its dataclasses need it)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_estimators_checks_every_run_before_training(tmp_path, monkeypatch):
+    bench = _load_script("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py", monkeypatch)
     with pytest.raises(SystemExit, match=r"(?s)run unigrpo rejects --set .*structure_weight=4.0 only acts with credit='two_level'"):
         bench.main(["--set", '{"structure_weight": 4.0}', "--output_dir", str(tmp_path)])
     assert not (tmp_path / "estimators.json").exists()  # nothing trained
@@ -97,12 +104,9 @@ def test_compare_estimators_checks_every_run_before_training(tmp_path):
 
 def test_compare_estimators_curve_evaluates_every_n_and_the_last_batch(monkeypatch):
     """Training points at rollout batch 24 and at the last one (30), which 24 does not divide."""
-    import importlib.util
     from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_script("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py", monkeypatch)
     monkeypatch.setattr(bench, "evaluate_trainer", lambda *a, **k: {"overall": 0.5, "tags": {}})
     curve = bench._Curve(records=[], every=24, images_per_prompt=1, seed=0)
     curve.t0 = 0.0
@@ -141,17 +145,6 @@ def test_main_job_script_trains_each_published_layout(family, tmp_path):
     assert f"| sampler `sampler` | `{family}` |" in (out / "README.md").read_text()  # the family's published loop
 
 
-def _load_script(name, path, monkeypatch):
-    """Import a script as a module (registered in sys.modules for the test only: its dataclasses need it)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_main_job_defaults_are_the_recipe_and_flags_override_them(tmp_path, monkeypatch):
     """No arguments: the shapes recipe, MaskGRPO's optimiser included (lr 3e-5, clip 0.2, beta2 0.99, wd 0.1,
     48 rollout batches x K = 3); a flag wins; any other model gets TRL's optimiser defaults."""
@@ -173,11 +166,7 @@ def test_fixed_prompts_quick(tmp_path):
     assert 0.0 <= res[0]["reward"][0] <= 1.0 and "ht: reward per rollout batch" in log
 
 
-def test_fixed_prompts_quarters():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fixed_prompts", ROOT / "benchmarks" / "fixed_prompts.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_fixed_prompts_quarters(monkeypatch):
+    script = _load_script("fixed_prompts", ROOT / "benchmarks" / "fixed_prompts.py", monkeypatch)
     assert script.quarters([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) == [0.5, 2.5, 4.5, 7.0]  # last takes the rest
     assert script.quarters([1.0, 3.0]) == [1.0, 3.0]
