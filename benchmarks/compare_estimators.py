@@ -3,6 +3,7 @@
     python benchmarks/compare_estimators.py --quick                  # smoke: a few minutes
     python benchmarks/compare_estimators.py --runs ht,d1,maskgrpo --seeds 5   # the comparison at the recipe
     python benchmarks/compare_estimators.py --eval_split validation  # choosing defaults (never on heldout)
+    python benchmarks/compare_estimators.py --merge a/estimators.json b/estimators.json --output_dir both
 
 From the same base model, training prompts and number of rollout batches, every run trains one
 estimator (or an HT-GRPO ablation) and is evaluated on ``--eval_split`` during and after training.
@@ -212,6 +213,15 @@ def print_counts(counts):
               f"   | per update: old+ref {c['old_ref_forwards_per_update']:5.2f} policy fwd {c['policy_forwards_per_update']:5.2f}")
 
 
+def mean_curve(runs):
+    """The seeds' mean curve: at each rollout batch that every run evaluated (merged runs may have been made with
+    other ``--eval_every``), the mean training seconds and overall score. Returns (rollouts, seconds, overall)."""
+    at = [{p["rollouts"]: p for p in r["curve"]} for r in runs]
+    xs = sorted(set.intersection(*(set(a) for a in at)))
+    return (xs, [statistics.mean(a[x]["train_seconds"] for a in at) for x in xs],
+            [statistics.mean(a[x]["overall"] for a in at) for x in xs])
+
+
 def plot(runs, path):
     import matplotlib
 
@@ -222,10 +232,7 @@ def plot(runs, path):
     labels = sorted({(r["estimator"], r["ablation"]) for r in runs})
     for est, abl in labels:
         rs = [r for r in runs if (r["estimator"], r["ablation"]) == (est, abl)]
-        n = min(len(r["curve"]) for r in rs)
-        xs = [rs[0]["curve"][i]["rollouts"] for i in range(n)]
-        ts = [statistics.mean(r["curve"][i]["train_seconds"] for r in rs) for i in range(n)]
-        ys = [statistics.mean(r["curve"][i]["overall"] for r in rs) for i in range(n)]
+        xs, ts, ys = mean_curve(rs)
         name = est + (f":{abl}" if abl else "")
         style = "-" if not abl else "--"
         axes[0].plot(xs, ys, style, marker="o", label=name, linewidth=2.5 if name == "ht" else 1.2)
@@ -266,6 +273,40 @@ def table(runs) -> str:
     return "\n".join(lines)
 
 
+#: settings that must agree for runs from several files to stand in one table (everything but who ran and where)
+MERGE_MUST_AGREE = ("rollouts", "eval_split", "eval_images_per_prompt", "eval_max_prompts", "model_name_or_path",
+                    "reward", "recipe")
+
+
+def merge(paths, out: Path) -> dict:
+    """One comparison from several invocations (e.g. one process per seed and estimator, two sharing the cores):
+    the runs of every ``estimators.json`` in ``paths``, refused when their recipe or evaluation differ or when two
+    files hold the same (estimator, ablation, seed)."""
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    first = results[0]["config"]
+    for p, r in zip(paths[1:], results[1:]):
+        for key in MERGE_MUST_AGREE:
+            if r["config"].get(key) != first.get(key):
+                raise SystemExit(f"--merge: {p} has {key}={r['config'].get(key)!r} but {paths[0]} has "
+                                 f"{first.get(key)!r}; merge only runs made with the same recipe and evaluation")
+    runs, seen = [], {}
+    for p, r in zip(paths, results):
+        for run in r["runs"]:
+            key = (run["estimator"], run["ablation"], run["seed"])
+            if key in seen:
+                raise SystemExit(f"--merge: {p} and {seen[key]} both hold {key[0]}{':' + key[1] if key[1] else ''} "
+                                 f"seed {key[2]}; drop one of them")
+            seen[key] = p
+            runs.append(run)
+    runs.sort(key=lambda run: (run["seed"], run["estimator"], run["ablation"]))
+    merged = {"config": {**first, "merged_from": [str(p) for p in paths]}, "runs": runs,
+              "seconds": sum(r.get("seconds", 0.0) for r in results)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "estimators.json").write_text(json.dumps(merged, indent=1))
+    plot(runs, out / "estimators.png")
+    return merged
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke: 2 rollouts, tiny evaluation, one seed")
@@ -288,7 +329,15 @@ def main(argv=None):
                    help="also record, at every evaluation, the fully masked context's entropy and KL to the base model, "
                    "and per rollout batch TRL's logs (reward, zero-variance groups, clip fractions) and the "
                    "structure tokens' composition (background share)")
+    p.add_argument("--merge", nargs="+", metavar="ESTIMATORS_JSON", default=None,
+                   help="train nothing: merge the runs of these estimators.json files into --output_dir and print "
+                   "the table (runs of one recipe made in separate processes)")
     a = p.parse_args(argv)
+    if a.merge:
+        merged = merge(a.merge, Path(a.output_dir))
+        print(table(merged["runs"]))
+        print(f"wrote {Path(a.output_dir) / 'estimators.json'} and {Path(a.output_dir) / 'estimators.png'}")
+        return
     if a.count_only:
         out = Path(a.output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,39 @@ def test_compare_estimators_checks_every_run_before_training(tmp_path, monkeypat
     assert not (tmp_path / "estimators.json").exists()  # nothing trained
 
 
+def _fake_run(estimator, seed, overall, every):
+    curve = [{"rollouts": r, "train_seconds": 10.0 * r, "overall": 0.33 + (overall - 0.33) * r / 48} for r in
+             range(0, 49, every)]
+    return {"estimator": estimator, "ablation": "", "seed": seed, "overall": overall, "curve": curve,
+            "wall_seconds": 100.0, "old_ref_forwards_per_rollout_batch": 1.0}
+
+
+def test_compare_estimators_merges_runs_made_in_separate_processes(tmp_path, monkeypatch, capsys):
+    """Seed 1 evaluated every 12 in one file, seed 2 every 24 in another: one table over both seeds (HT-GRPO
+    0.44 / 0.50: mean 0.470, se = sd 0.0424 / sqrt 2 = 0.030, gain +0.140; d1 0.40 / 0.46 behind it on 2/2) and a
+    mean curve at the batches both have (at 24: (0.33 + 0.11 / 2 + 0.33 + 0.17 / 2) / 2 = 0.40); files of another recipe, or holding the same run twice, are refused."""
+    bench = _load_script("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py", monkeypatch)
+    config = {"rollouts": 48, "eval_split": "heldout", "eval_images_per_prompt": 2, "eval_max_prompts": None,
+              "model_name_or_path": "shapes-mdm", "reward": "geneval", "recipe": {"learning_rate": 3e-5}}
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text(json.dumps({"config": config, "runs": [_fake_run("ht", 1, 0.44, 12), _fake_run("d1", 1, 0.40, 12)]}))
+    b.write_text(json.dumps({"config": config, "runs": [_fake_run("ht", 2, 0.50, 24), _fake_run("d1", 2, 0.46, 24)]}))
+    bench.main(["--merge", str(a), str(b), "--output_dir", str(tmp_path / "both")])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert rows[0][:9] == ["1", "ht", "0.470", "0.030", "0.030", "2", "+0.140", "2", "-"]
+    assert rows[1][:9] == ["2", "d1", "0.430", "0.030", "0.030", "2", "+0.100", "2", "2/2"]
+    merged = json.loads((tmp_path / "both" / "estimators.json").read_text())
+    assert [(r["estimator"], r["seed"]) for r in merged["runs"]] == [("d1", 1), ("ht", 1), ("d1", 2), ("ht", 2)]
+    assert (tmp_path / "both" / "estimators.png").stat().st_size > 1000
+    xs, _, ys = bench.mean_curve([r for r in merged["runs"] if r["estimator"] == "ht"])
+    assert xs == [0, 24, 48] and ys == pytest.approx([0.33, 0.4, 0.47])  # the batches both seeds evaluated
+    c.write_text(json.dumps({"config": {**config, "recipe": {"learning_rate": 1e-4}}, "runs": []}))
+    with pytest.raises(SystemExit, match=r"c\.json has recipe=\{'learning_rate': 0\.0001\} but .*a\.json has"):
+        bench.main(["--merge", str(a), str(c), "--output_dir", str(tmp_path / "no")])
+    with pytest.raises(SystemExit, match=r"a\.json both hold ht seed 1; drop one"):
+        bench.main(["--merge", str(a), str(a), "--output_dir", str(tmp_path / "no")])
+
+
 def test_compare_estimators_curve_evaluates_every_n_and_the_last_batch(monkeypatch):
     """Training points at rollout batch 24 and at the last one (30), which 24 does not divide."""
     from types import SimpleNamespace
