@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from trl_htgrpo.evaluation import format_geneval_summary, geneval_summary, read_metadata
@@ -174,7 +175,9 @@ def test_geneval_mmada_layout_summary_resume_and_refusals(real_models, photo_mod
 
 
 def test_images_equal_the_in_memory_evaluation(real_models, metadata_file, tmp_path):
-    """run_geneval's files and evaluate_model's images are the same draws (same per-image seeds)."""
+    """run_geneval's files and evaluate_model's images are the same draws (same per-image seeds): the same image
+    tokens (the tiny decoder maps any tokens to nearly the same pixels, so pixels alone would not tell draws
+    apart) and the same pixels."""
     from trl_htgrpo.evaluation import evaluate_model, load_for_evaluation, run_geneval, run_manifest, sampler_settings
     from trl_htgrpo.rewards import Detection, GenEvalReward
 
@@ -182,12 +185,16 @@ def test_images_equal_the_in_memory_evaluation(real_models, metadata_file, tmp_p
     settings = sampler_settings(loaded.backbone, steps=2)
     reward = GenEvalReward(lambda image: [Detection("person", (0, 0, 8, 8), 0.9)], strict=True)
     records = read_metadata(str(metadata_file))[:2]
+    decode, drawn = loaded.backbone.decode_images, []
+    loaded.backbone.decode_images = lambda codes: drawn.append(codes.clone()) or decode(codes)  # (B, N) per batch
     mem = evaluate_model(loaded.model, loaded.backbone, records, 2, batch_size=3, seed=5, reward=reward,
                          keep_images=4, **settings)
+    mem_codes, drawn[:] = torch.cat(drawn), []
     res = run_geneval(loaded.model, loaded.backbone, records, tmp_path / "g", images_per_prompt=2, seed=5, batch_size=1,
                       reward=reward, progress=False, manifest=run_manifest("geneval", loaded, settings, 5, 2), **settings)
     files = sorted((tmp_path / "g").glob("0000*/samples/*.png"))
-    assert len(files) == 4
+    assert len(files) == 4 and mem_codes.shape[0] == 4
+    assert torch.equal(torch.cat(drawn), mem_codes)
     for (_, image, _), path in zip(mem["samples"], files):
         # the same tokens; the VQ decoder's float sums differ with the batch size (3 against 1), which can
         # round a pixel one level apart (seen with diffusers 0.42.1): another draw would differ everywhere
