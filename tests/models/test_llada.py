@@ -134,19 +134,28 @@ def test_attention_mask_equals_mmadas_bias_on_real_tokens():
     torch.testing.assert_close(out[m], LOGITS["mmada.logits"][m], **TOL)
 
 
+def assert_bf16_tracks_published(out: torch.Tensor, case: str):
+    """Our bf16 logits follow the published code's bf16 rounding path, on any CPU.
+
+    Bit-identical on the machine that made the goldens. CPUs whose bf16 kernels round otherwise (an AMD EPYC
+    without AVX-512 leaves 35% of the logits bit-equal) are held to bf16's own noise, ``noise = |theirs_bf16 -
+    theirs_fp32|``: ``mean|ours - theirs_bf16| <= 0.6 mean(noise)`` and ``max|ours - theirs_bf16| <= max(noise)``.
+    Measured there: ours 0.41 (mmada) and 0.49 (variant) of the mean noise; rotating q, k in the other precision
+    (rope_full_precision flipped) 0.69 and 0.74; RMSNorm in bf16 instead of fp32 1.1 and 20."""
+    ref, f32 = LOGITS[f"{case}.logits_bf16"].float(), LOGITS[f"{case}.logits"].float()  # (B, L, V)
+    assert out.dtype == torch.bfloat16
+    diff, noise = (out.float() - ref).abs(), (ref - f32).abs()
+    assert diff.mean() <= 0.6 * noise.mean(), (diff.mean() / noise.mean()).item()
+    assert diff.max() <= noise.max(), (diff.max() / noise.max()).item()
+
+
 @pytest.mark.parametrize("case", ["mmada", "variant"])
 @torch.no_grad()
 def test_bf16_logits_equal_published_code_in_bf16(case):
-    """Same dtype handling as theirs (norms in fp32 then cast, RoPE in fp32 or not, masks at the bf16 minimum):
-    bit-identical on the machine that made the goldens; elsewhere one bf16 step (2^-6 at |logit| < 4) is allowed
-    and 90% must be bit-equal (rotating q, k in fp32 under rope_full_precision=False leaves only 27% equal)."""
+    """Same dtype handling as theirs (norms in fp32 then cast, RoPE in fp32 or not, masks at the bf16 minimum)."""
     model = golden_model(case).to(torch.bfloat16)
     ids, _, bias = padded_inputs(case)
-    out = model(ids, attention_bias=bias).logits
-    ref = LOGITS[f"{case}.logits_bf16"]
-    assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), ref.float(), atol=2**-6, rtol=0)
-    assert (out == ref).float().mean() > 0.9
+    assert_bf16_tracks_published(model(ids, attention_bias=bias).logits, case)
 
 
 @torch.no_grad()
@@ -251,7 +260,7 @@ def test_auto_classes_load_published_layout_without_remote_code(tmp_path, case, 
         with torch.no_grad():
             torch.testing.assert_close(model.eval()(ids, attention_bias=bias).logits, LOGITS[f"{case}.logits"], **TOL)
             out16 = m16.eval()(ids, attention_bias=bias).logits
-        torch.testing.assert_close(out16.float(), LOGITS[f"{case}.logits_bf16"].float(), atol=2**-6, rtol=0)
+        assert_bf16_tracks_published(out16, case)
 
 
 def test_save_and_reload_round_trip_keeps_published_fields(tmp_path):

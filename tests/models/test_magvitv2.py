@@ -86,7 +86,8 @@ def test_decode_matches_published_full_size(full_model, gold):
     with torch.no_grad():
         out = full_model.decode_code(gold["full_decode_codes"])  # 2 x 2 codes -> 32 x 32 px
     assert out.shape == (2, 3, 32, 32)
-    torch.testing.assert_close(out, gold["full_decode_out"], atol=ATOL, rtol=0)
+    # float32 sums in another order on another CPU: seen 1.03e-5 at a pixel of 0.47 (AMD EPYC, no AVX-512)
+    torch.testing.assert_close(out, gold["full_decode_out"], atol=ATOL, rtol=ATOL)
 
 
 def test_encode_matches_published_full_size(full_model, gold):
