@@ -112,7 +112,8 @@ def _fake_run(estimator, seed, overall, every):
 def test_compare_estimators_merges_runs_made_in_separate_processes(tmp_path, monkeypatch, capsys):
     """Seed 1 evaluated every 12 in one file, seed 2 every 24 in another: one table over both seeds (HT-GRPO
     0.44 / 0.50: mean 0.470, se = sd 0.0424 / sqrt 2 = 0.030, gain +0.140; d1 0.40 / 0.46 behind it on 2/2) and a
-    mean curve at the batches both have (at 24: (0.33 + 0.11 / 2 + 0.33 + 0.17 / 2) / 2 = 0.40); files of another recipe, or holding the same run twice, are refused."""
+    mean curve at the batches both have (at 24: (0.33 + 0.11 / 2 + 0.33 + 0.17 / 2) / 2 = 0.40); files of another
+    recipe, or holding the same run twice, are refused."""
     bench = _load_script("compare_estimators", ROOT / "benchmarks" / "compare_estimators.py", monkeypatch)
     config = {"rollouts": 48, "eval_split": "heldout", "eval_images_per_prompt": 2, "eval_max_prompts": None,
               "model_name_or_path": "shapes-mdm", "reward": "geneval", "recipe": {"learning_rate": 3e-5}}
