@@ -28,7 +28,7 @@ def test_default_stage_split(k, expected):
         (dict(partition="step", structure_fraction=1.0), r"structure_fraction=1.0 must lie in \(0, 1\)"),
         (dict(entropy_threshold=0.0), r"entropy_threshold=0.0"),
         (dict(estimator="magic"), r"estimator='magic' is unknown; choose one of \['d1', 'ht', 'maskgrpo', 'trace', 'unigrpo'\]"),
-        (dict(partition="layout"), r"partition='layout' is unknown; choose one of \['entropy', 'step'\]"),
+        (dict(partition="layout"), r"partition='layout' is unknown; choose one of \['decision', 'entropy', 'step'\]"),
         (dict(credit="layered"), r"credit='layered' is unknown"),
         (dict(refine_context="blank"), r"refine_context='blank' is unknown"),
         (dict(mask_truncated_completions=True), r"mask_truncated_completions=True would mask every image"),
@@ -55,6 +55,12 @@ def test_every_field_is_a_cli_flag(tmp_path):
     assert (c.token_sample_ratio, c.refine_context, c.diffusion_steps, c.guidance_scale) == (0.25, "masked", 8, 2.0)
 
 
+def test_a_knob_two_partitions_share_is_taken_by_either(tmp_path):
+    for partition in ("step", "decision"):
+        c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", partition=partition, structure_fraction=0.1)
+        assert (c.partition, c.structure_fraction) == (partition, 0.1)
+
+
 def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
     c = HTGRPOConfig(output_dir=str(tmp_path), report_to="none", estimator="maskgrpo")
     assert c.credit == "uniform"
@@ -72,7 +78,7 @@ def test_baselines_default_to_uniform_credit_and_reject_foreign_knobs(tmp_path):
         (dict(credit="uniform", structure_weight=4.0), r"structure_weight=4.0 only acts with credit='two_level'"),
         (dict(credit_strength=2.0), r"credit_strength=2.0 only acts with credit='continuous'"),
         (dict(credit_signal="entropy"), r"credit_signal='entropy' only acts with credit='continuous'"),
-        (dict(structure_fraction=0.2), r"structure_fraction=0.2 only acts with partition='step'"),
+        (dict(structure_fraction=0.2), r"structure_fraction=0.2 only acts with partition='step' or partition='decision'"),
         (dict(partition="step", entropy_threshold=0.3), r"entropy_threshold=0.3 only acts with partition='entropy'"),
         (dict(estimator="d1", partition="step"), r"partition='step' has no effect with credit='uniform'"),
         (dict(estimator="unigrpo", entropy_threshold=0.4), r"entropy_threshold=0.4 has no effect with credit='uniform'"),

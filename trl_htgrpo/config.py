@@ -123,11 +123,13 @@ class HTGRPOConfig(GRPOConfig):
     partition: str = field(
         default="entropy",
         metadata={"help": "Structure/refinement split of each image's tokens: 'entropy' (boundary where the mean masked "
-                  "entropy falls below entropy_threshold x its start value) or 'step' (first structure_fraction of reveal order).",
+                  "entropy falls below entropy_threshold x its start value), 'step' (first structure_fraction of reveal order) or "
+                  "'decision' (the structure_fraction of tokens with the highest entropy at reveal).",
                   "choices": sorted(PARTITIONS)},
     )
     structure_fraction: float = field(
-        default=0.3, metadata={"help": "Fraction of tokens, in reveal order, that are structure with partition='step'. In (0, 1)."}
+        default=0.3, metadata={"help": "Fraction of tokens that are structure with partition='step' (first in reveal order) or "
+                  "'decision' (highest entropy at reveal). In (0, 1)."}
     )
     entropy_threshold: float = field(
         default=0.5, metadata={"help": "Relative entropy level that ends the structure phase with partition='entropy'. In (0, 1)."}

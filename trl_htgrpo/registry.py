@@ -48,14 +48,19 @@ class Registry(dict):
         return self[name]
 
     def knob_errors(self, selected: Iterable[str], args: Any, defaults: dict[str, Any]) -> list[str]:
-        """Knobs of rules that are not ``selected`` but were given (differ from their default)."""
+        """Knobs that only rules not ``selected`` own but that were given (differ from their default); a knob
+        several rules share is fine when one of them is selected."""
         selected = set(selected)
-        errors = []
+        own = {knob for name in selected if name in self for knob in self[name].knobs}
+        owners: dict[str, list[str]] = {}
         for name, cls in self.items():
-            if name in selected:
-                continue
             for knob in cls.knobs:
-                if knob in defaults and getattr(args, knob) != defaults[knob]:
-                    errors.append(f"{knob}={getattr(args, knob)!r} only acts with {self.field}={name!r} but "
-                                  f"{self.field}={getattr(args, self.field)!r}; remove it or set {self.field}={name!r}")
+                if name not in selected and knob not in own:
+                    owners.setdefault(knob, []).append(name)
+        errors = []
+        for knob, names in owners.items():
+            if knob in defaults and getattr(args, knob) != defaults[knob]:
+                where = " or ".join(f"{self.field}={n!r}" for n in names)
+                errors.append(f"{knob}={getattr(args, knob)!r} only acts with {where} but "
+                              f"{self.field}={getattr(args, self.field)!r}; remove it or set {self.field}={names[0]!r}")
         return errors
