@@ -31,6 +31,11 @@ def reveal_rank(reveal_step: torch.Tensor, confidence: torch.Tensor) -> torch.Te
     return key.argsort(-1).argsort(-1)
 
 
+def structure_count(fraction: float, N: int) -> int:
+    """``round(fraction * N)`` kept in [1, N - 1], so that neither side of a fixed-size partition is empty."""
+    return min(max(int(round(fraction * N)), 1), N - 1)
+
+
 def never_empty(structure: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
     """Keep the first revealed token as structure and the last as refinement, so neither side is empty."""
     N = structure.shape[-1]
@@ -78,8 +83,7 @@ class StepPartition(Partition):
     def __call__(self, traj):
         N = traj.reveal_step.shape[1]
         rank = reveal_rank(traj.reveal_step, traj.confidence)  # (B, N)
-        n = min(max(int(round(self.args.structure_fraction * N)), 1), N - 1)
-        return never_empty(rank < n, rank)
+        return never_empty(rank < structure_count(self.args.structure_fraction, N), rank)
 
 
 @PARTITIONS.register
@@ -88,8 +92,8 @@ class DecisionPartition(Partition):
     (ties: earlier in reveal order first): the sampler's real choices, wherever in the rollout they fell.
 
     Reveal order puts confident filler first: in the shapes world the first 30% of revealed tokens are all
-    background, while the 10% of highest entropy hold 32% of the object tiles' positions against their 6% share
-    of the image (docs/benchmarks.md). This rule lets the structure stage and two-level credit weigh the
+    background, while the 10% of highest entropy are 32% object tiles (6% of the image) and hold half of them
+    (``benchmarks/partition_composition.py``). This rule lets the structure stage and two-level credit weigh the
     decisions that fix what the image shows rather than the order in which it was painted.
     """
 
@@ -106,6 +110,5 @@ class DecisionPartition(Partition):
         by_rank = rank.argsort(-1)  # (B, N) token indices in reveal order
         h = traj.entropy.gather(-1, by_rank)  # (B, N) entropies in reveal order
         order = by_rank.gather(-1, h.argsort(dim=-1, descending=True, stable=True))  # (B, N) highest entropy first
-        n = min(max(int(round(self.args.structure_fraction * N)), 1), N - 1)
-        structure = torch.zeros_like(rank, dtype=torch.bool)
-        return structure.scatter(-1, order[:, :n], True)  # n in [1, N-1]: neither side is empty
+        n = structure_count(self.args.structure_fraction, N)  # in [1, N - 1]: neither side is empty
+        return torch.zeros_like(rank, dtype=torch.bool).scatter(-1, order[:, :n], True)
