@@ -23,9 +23,9 @@ SHAPES_RL = dict(
     report_to="none",
 )
 #: rollout batches of the main job (max_steps = ROLLOUTS * num_iterations). Chosen on the validation
-#: split (seed 0, 2 images per prompt): at lr 3e-5 the curve reads 0.392 (base) / 0.358 / 0.383 / 0.387 /
-#: 0.421 / 0.433 / 0.421 / 0.458 / 0.438 every 6 rollout batches up to 48, never more than 0.02 below its
-#: running best after 12; at lr 1e-4 it fell to 0.325 at 12 and ended at 0.413 (docs/benchmarks.md).
+#: split (2 images per prompt): with the settings above the curve reads 0.392 (base) / 0.371 / 0.458 / 0.492 /
+#: 0.517 every 12 rollout batches on seed 0 and 0.358 / 0.383 / 0.425 / 0.417 / 0.496 on seed 1, never more
+#: than 0.021 below its running best after 12; at lr 1e-4 it fell to 0.325 at 12 (docs/benchmarks.md).
 MAIN_JOB_ROLLOUTS = 48
 
 #: defaults of the main job (``examples/train_htgrpo.py`` with the shapes model); flags override them
