@@ -204,3 +204,10 @@ def test_fixed_prompts_quarters(monkeypatch):
     script = _load_script("fixed_prompts", ROOT / "benchmarks" / "fixed_prompts.py", monkeypatch)
     assert script.quarters([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) == [0.5, 2.5, 4.5, 7.0]  # last takes the rest
     assert script.quarters([1.0, 3.0]) == [1.0, 3.0]
+
+
+def test_headroom_pass_at_counts_a_prompt_once_any_of_its_first_k_images_is_correct(monkeypatch):
+    """Three prompts of 4 images: correct at image 2 / at image 4 / never -> pass@1 0, pass@2 1/3, pass@4 2/3."""
+    bench = _load_script("headroom", ROOT / "benchmarks" / "headroom.py", monkeypatch)
+    rows = [[False, True, False, False], [False, False, False, True], [False] * 4]
+    assert [bench.pass_at(rows, k) for k in (1, 2, 4)] == [0.0, 1 / 3, 2 / 3]

@@ -1,0 +1,73 @@
+"""How far sharpening the base model can go: its pass@k per tag on a prompt split.
+
+GRPO raises the probability of images the policy already draws; a prompt none of whose k base-model
+images is correct gives a group of zero-variance strict rewards and, until the policy drifts there,
+nothing to learn from. So pass@k (a prompt counts when any of its k images is strictly correct) is a
+ceiling on what RL that concentrates the base distribution reaches within k draws, and mean accuracy is
+where it starts. Images are drawn with the recipe's sampler (guidance 2, T = 12) and the evaluation's
+image seeds; accuracy is the base model's evaluation score in expectation (a training run's evaluation
+draws 2 images per prompt with other seeds).
+
+    python benchmarks/headroom.py [--split validation] [--images_per_prompt 16] [--output heads.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+from trl_htgrpo.backbones import backbone_for
+from trl_htgrpo.evaluation import sample_verdicts
+from trl_htgrpo.evaluation.sampling import image_seed
+from trl_htgrpo.rewards import GenEvalReward
+from trl_htgrpo.toy import load_prompts
+from trl_htgrpo.toy.bundled import load_base_model
+from trl_htgrpo.toy.recipes import SHAPES_RL
+from trl_htgrpo.training.setup import sampling_settings
+from trl_htgrpo import HTGRPOConfig
+
+
+def pass_at(correct: list[list[bool]], k: int) -> float:
+    """Fraction of prompts with at least one correct image among their first ``k``."""
+    return sum(any(c[:k]) for c in correct) / len(correct)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", default="validation")
+    p.add_argument("--images_per_prompt", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=None, help="write the figures as JSON here")
+    a = p.parse_args(argv)
+    model, tokenizer = load_base_model()
+    backbone = backbone_for(model, tokenizer)
+    model.eval()
+    reward = GenEvalReward(strict=True)
+    reward.bind_backbone(backbone)
+    records = list(load_prompts(a.split))
+    k = a.images_per_prompt
+    metas = [r for r in records for _ in range(k)]
+    seeds = [image_seed(a.seed, i) for i in range(len(metas))]
+    settings = sampling_settings(HTGRPOConfig(output_dir="unused", **SHAPES_RL), backbone)  # the recipe's sampler
+    _, verdicts = sample_verdicts(model, backbone, metas, 64, seeds, reward, desc="base model", **settings)
+    by_tag: dict[str, list[list[bool]]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_tag[r["tag"]].append([bool(v.correct) for v in verdicts[i * k:(i + 1) * k]])
+    ks = [j for j in (1, 2, 4, 8, 16, 32, 64) if j <= k]
+    out = {"split": a.split, "images_per_prompt": k, "seed": a.seed, "tags": {}}
+    print(f"{'tag':14s} {'accuracy':>8s} " + " ".join(f"pass@{j:<3d}" for j in ks))
+    for tag, rows in by_tag.items():
+        out["tags"][tag] = {"accuracy": sum(map(sum, rows)) / (len(rows) * k),
+                            **{f"pass@{j}": pass_at(rows, j) for j in ks}}
+    keys = list(next(iter(out["tags"].values())))
+    out["tags"]["overall"] = {key: sum(f[key] for f in out["tags"].values()) / len(by_tag) for key in keys}  # GenEval's
+    for tag, fig in out["tags"].items():
+        print(f"{tag:14s} {fig['accuracy']:8.3f} " + " ".join(f"{fig[f'pass@{j}']:8.3f}" for j in ks))
+    if a.output:
+        with open(a.output, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
