@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 
 from trl_htgrpo.backbones import backbone_for
 from trl_htgrpo.evaluation import sample_verdicts
 from trl_htgrpo.evaluation.sampling import image_seed
 from trl_htgrpo.rewards import GenEvalReward
+from trl_htgrpo.rewards.geneval_rules import summarize
 from trl_htgrpo.toy import load_prompts
 from trl_htgrpo.toy.bundled import load_base_model
 from trl_htgrpo.toy.recipes import SHAPES_RL
@@ -28,9 +28,15 @@ from trl_htgrpo.training.setup import sampling_settings
 from trl_htgrpo import HTGRPOConfig
 
 
-def pass_at(correct: list[list[bool]], k: int) -> float:
-    """Fraction of prompts with at least one correct image among their first ``k``."""
-    return sum(any(c[:k]) for c in correct) / len(correct)
+def headroom(tags: list[str], correct: list[list[bool]], ks: list[int]) -> dict[str, dict[str, float]]:
+    """tag (and ``overall``) -> {"accuracy", "pass@k" for k in ``ks``} from ``correct[i]``, the verdicts of prompt
+    ``i``'s images; pass@k counts prompt ``i`` when any of ``correct[i][:k]`` holds. Every figure is GenEval's
+    summary (:func:`~trl_htgrpo.rewards.geneval_rules.summarize`: per tag, overall = mean of the tags)."""
+    n = len(correct[0])
+    figs = {"accuracy": summarize([t for t in tags for _ in range(n)], [c for row in correct for c in row])}
+    figs |= {f"pass@{k}": summarize(tags, [any(row[:k]) for row in correct]) for k in ks}
+    table = {tag: {key: f["tags"][tag] for key, f in figs.items()} for tag in figs["accuracy"]["tags"]}
+    return table | {"overall": {key: f["overall"] for key, f in figs.items()}}
 
 
 def main(argv=None):
@@ -51,17 +57,11 @@ def main(argv=None):
     seeds = [image_seed(a.seed, i) for i in range(len(metas))]
     settings = sampling_settings(HTGRPOConfig(output_dir="unused", **SHAPES_RL), backbone)  # the recipe's sampler
     _, verdicts = sample_verdicts(model, backbone, metas, 64, seeds, reward, desc="base model", **settings)
-    by_tag: dict[str, list[list[bool]]] = defaultdict(list)
-    for i, r in enumerate(records):
-        by_tag[r["tag"]].append([bool(v.correct) for v in verdicts[i * k:(i + 1) * k]])
+    correct = [[bool(v.correct) for v in verdicts[i * k:(i + 1) * k]] for i in range(len(records))]  # (prompts, k)
     ks = [j for j in (1, 2, 4, 8, 16, 32, 64) if j <= k]
-    out = {"split": a.split, "images_per_prompt": k, "seed": a.seed, "tags": {}}
+    out = {"split": a.split, "images_per_prompt": k, "seed": a.seed,
+           "tags": headroom([r["tag"] for r in records], correct, ks)}
     print(f"{'tag':14s} {'accuracy':>8s} " + " ".join(f"pass@{j:<3d}" for j in ks))
-    for tag, rows in by_tag.items():
-        out["tags"][tag] = {"accuracy": sum(map(sum, rows)) / (len(rows) * k),
-                            **{f"pass@{j}": pass_at(rows, j) for j in ks}}
-    keys = list(next(iter(out["tags"].values())))
-    out["tags"]["overall"] = {key: sum(f[key] for f in out["tags"].values()) / len(by_tag) for key in keys}  # GenEval's
     for tag, fig in out["tags"].items():
         print(f"{tag:14s} {fig['accuracy']:8.3f} " + " ".join(f"{fig[f'pass@{j}']:8.3f}" for j in ks))
     if a.output:

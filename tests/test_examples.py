@@ -206,8 +206,12 @@ def test_fixed_prompts_quarters(monkeypatch):
     assert script.quarters([1.0, 3.0]) == [1.0, 3.0]
 
 
-def test_headroom_pass_at_counts_a_prompt_once_any_of_its_first_k_images_is_correct(monkeypatch):
-    """Three prompts of 4 images: correct at image 2 / at image 4 / never -> pass@1 0, pass@2 1/3, pass@4 2/3."""
+def test_headroom_counts_a_prompt_once_any_of_its_first_k_images_is_correct_and_averages_the_tags(monkeypatch):
+    """Three counting prompts of 4 images, correct at image 2 / at image 4 / never: accuracy 2/12, pass@1 0,
+    pass@2 1/3, pass@4 2/3; one colors prompt, all 4 correct: 1 throughout; overall = mean of the two tags."""
     bench = _load_script("headroom", ROOT / "benchmarks" / "headroom.py", monkeypatch)
-    rows = [[False, True, False, False], [False, False, False, True], [False] * 4]
-    assert [bench.pass_at(rows, k) for k in (1, 2, 4)] == [0.0, 1 / 3, 2 / 3]
+    rows = [[False, True, False, False], [False, False, False, True], [False] * 4, [True] * 4]
+    table = bench.headroom(["counting"] * 3 + ["colors"], rows, [1, 2, 4])
+    assert table["counting"] == pytest.approx({"accuracy": 2 / 12, "pass@1": 0.0, "pass@2": 1 / 3, "pass@4": 2 / 3})
+    assert table["colors"] == {"accuracy": 1.0, "pass@1": 1.0, "pass@2": 1.0, "pass@4": 1.0}
+    assert table["overall"] == pytest.approx({"accuracy": 7 / 12, "pass@1": 0.5, "pass@2": 2 / 3, "pass@4": 5 / 6})
