@@ -30,6 +30,7 @@ from transformers import TrainerCallback
 from trl_htgrpo import GenEvalReward, HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.rewards import get_reward
 from trl_htgrpo.evaluation import evaluate_trainer
+from trl_htgrpo.machine import describe_machine
 from trl_htgrpo.toy import BACKGROUND_CODE, load_prompts
 from trl_htgrpo.toy.recipes import MAIN_JOB_ROLLOUTS, SHAPES_RL
 
@@ -300,6 +301,7 @@ def merge(paths, out: Path) -> dict:
             runs.append(run)
     runs.sort(key=lambda run: (run["seed"], run["estimator"], run["ablation"]))
     merged = {"config": {**first, "merged_from": [str(p) for p in paths]}, "runs": runs,
+              "machines": [r.get("machine") for r in results],  # one per file, in merged_from's order
               "seconds": sum(r.get("seconds", 0.0) for r in results)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "estimators.json").write_text(json.dumps(merged, indent=1))
@@ -365,7 +367,7 @@ def main(argv=None):
                 run_config(ov, 0, a.rollouts, d, extra)
         except ValueError as e:
             raise SystemExit(f"run {est}{':' + abl if abl else ''} rejects --set {a.overrides}: {e}") from None
-    results = {"config": {**vars(a), "recipe": {**SHAPES_RL, **extra}}, "runs": []}
+    results = {"config": {**vars(a), "recipe": {**SHAPES_RL, **extra}}, "machine": describe_machine(), "runs": []}
     t_all = time.time()
     for seed in range(a.first_seed, a.first_seed + a.seeds):
         for est, abl, ov in runs_wanted:

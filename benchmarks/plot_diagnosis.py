@@ -1,6 +1,6 @@
 """Plot what ``compare_estimators.py --diagnose`` recorded: per run, the evaluation curve with its tags, the fully
 masked context's entropy and KL to the base model, and per rollout batch the reward, the zero-variance groups, the
-clip fractions, the structure fraction and the background share of structure tokens.
+clip fractions, the gradient norm before clipping, the structure fraction and the background share of structure tokens.
 
     python benchmarks/plot_diagnosis.py outputs/diag/estimators.json [--output diagnosis.png]
 """
@@ -20,20 +20,20 @@ def smooth(xs, k=3):
     return out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="+", help="estimators.json files written with --diagnose")
-    p.add_argument("--output", default=None, help="PNG path (default: diagnosis.png beside the first file)")
-    a = p.parse_args(argv)
+TITLES = ["evaluation overall", "entropy, fully masked context", "KL(policy || base), fully masked",
+          "hard tags (evaluation)", "train reward (per log step, smoothed)", "zero-variance groups",
+          "clip fraction (region)", "gradient norm before clipping (per log step, log scale)",
+          "structure fraction (per rollout batch)", "background share"]
+
+
+def draw(runs):
+    """One figure of ``len(TITLES)`` panels over the runs (each a run of estimators.json with its ``log``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # several files: each run's name ends with its file's folder (e.g. the --output_dir of a --set variant)
-    runs = [{**r, "label": r.get("label") or (f" [{Path(path).parent.name}]" if len(a.results) > 1 else "")}
-            for path in a.results for r in json.loads(Path(path).read_text())["runs"] if "log" in r]
-    fig, axes = plt.subplots(3, 3, figsize=(15, 11))
+    fig, axes = plt.subplots(2, 5, figsize=(24, 8.5))
     ax = axes.flatten()
     for r in runs:
         name = r["estimator"] + (f":{r['ablation']}" if r["ablation"] else "") + f" s{r['seed']}" + r.get("label", "")
@@ -48,19 +48,31 @@ def main(argv=None):
         ax[4].plot(steps, smooth([h.get("reward", float("nan")) for h in log]), label=name)
         ax[5].plot(steps, smooth([h.get("frac_reward_zero_std", float("nan")) for h in log]), label=name)
         ax[6].plot(steps, smooth([h.get("clip_ratio/region_mean", float("nan")) for h in log]), label=name)
+        # at the recipe it grows about 100-fold over 144 rollout batches while max_grad_norm=0.2 caps the step
+        ax[7].plot(steps, [h.get("grad_norm", float("nan")) for h in log], label=name)
         comp = r.get("composition", [])
-        ax[7].plot(range(1, len(comp) + 1), [c["structure_fraction"] for c in comp], label=name)
-        ax[8].plot(range(1, len(comp) + 1), [c["background_in_structure"] for c in comp], label=f"{name} structure")
-        ax[8].plot(range(1, len(comp) + 1), [c["background_in_refinement"] for c in comp], ":", label=f"{name} refinement")
-    titles = ["evaluation overall", "entropy, fully masked context", "KL(policy || base), fully masked",
-              "hard tags (evaluation)", "train reward (per log step, smoothed)", "zero-variance groups",
-              "clip fraction (region)", "structure fraction (per rollout batch)", "background share"]
-    for axis, title in zip(ax, titles):
+        ax[8].plot(range(1, len(comp) + 1), [c["structure_fraction"] for c in comp], label=name)
+        ax[9].plot(range(1, len(comp) + 1), [c["background_in_structure"] for c in comp], label=f"{name} structure")
+        ax[9].plot(range(1, len(comp) + 1), [c["background_in_refinement"] for c in comp], ":", label=f"{name} refinement")
+    ax[7].set_yscale("log")
+    for axis, title in zip(ax, TITLES):
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
     ax[0].legend(fontsize=7)
     ax[3].legend(fontsize=6)
     fig.tight_layout()
+    return fig
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", help="estimators.json files written with --diagnose")
+    p.add_argument("--output", default=None, help="PNG path (default: diagnosis.png beside the first file)")
+    a = p.parse_args(argv)
+    # several files: each run's name ends with its file's folder (e.g. the --output_dir of a --set variant)
+    runs = [{**r, "label": r.get("label") or (f" [{Path(path).parent.name}]" if len(a.results) > 1 else "")}
+            for path in a.results for r in json.loads(Path(path).read_text())["runs"] if "log" in r]
+    fig = draw(runs)
     out = Path(a.output) if a.output else Path(a.results[0]).with_name("diagnosis.png")
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")

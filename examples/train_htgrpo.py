@@ -30,6 +30,7 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_htgrpo import HTGRPOConfig, HTGRPOTrainer
 from trl_htgrpo.evaluation import evaluate_trainer, read_metadata
+from trl_htgrpo.machine import describe_machine
 from trl_htgrpo.rewards import get_reward
 
 SHAPES = "shapes-mdm"
@@ -143,7 +144,8 @@ def main(script_args: ScriptArguments, training_args: HTGRPOConfig, model_args: 
                        "split": script_args.eval_metadata or script_args.eval_split,
                        "images_per_prompt": script_args.eval_images_per_prompt,
                        "tags_before": results["before"]["tags"], "tags_after": results["after"]["tags"],
-                       "seconds": {k: v for k, v in results.items() if k.endswith("seconds")}}
+                       "seconds": {k: v for k, v in results.items() if k.endswith("seconds")},
+                       "machine": describe_machine()}  # what it ran on (trl_htgrpo/machine.py)
             with open(os.path.join(training_args.output_dir, "heldout_before_after.json"), "w") as f:
                 json.dump(summary, f, indent=1)
     if training_args.push_to_hub:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,9 @@ def test_main_job_smoke_run(tmp_path):
         "--output_dir", str(tmp_path))
     res = json.loads((tmp_path / "heldout_before_after.json").read_text())
     assert {"before", "after", "split", "images_per_prompt"} <= set(res) and res["split"] == "heldout"
+    # the figures name what they were measured on: CPU, its instruction set, library versions (trl_htgrpo/machine.py)
+    assert res["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert res["machine"]["libraries"]["torch"] == torch.__version__ and "trl" in res["machine"]["libraries"]
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "README.md").exists()
 
 
@@ -74,6 +78,7 @@ def test_compare_estimators_quick(tmp_path):
     assert {r["curve"][0]["rollouts"] for r in res["runs"]} == {0}
     assert len({r["curve"][0]["overall"] for r in res["runs"]}) == 1
     assert (tmp_path / "estimators.png").stat().st_size > 1000 and "rank" in log
+    assert res["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and res["machine"]["cpu"]
     assert mg["policy_forwards_per_update"] == 1.0 and mg["updates_per_rollout_batch"] == 3.0
     assert mg["old_tokens_per_rollout_batch"] > 0
     assert "[curve] seed 0 rollouts 1: overall" in log  # each evaluation is printed as it happens
@@ -118,7 +123,8 @@ def test_compare_estimators_merges_runs_made_in_separate_processes(tmp_path, mon
     config = {"rollouts": 48, "eval_split": "heldout", "eval_images_per_prompt": 2, "eval_max_prompts": None,
               "model_name_or_path": "shapes-mdm", "reward": "geneval", "recipe": {"learning_rate": 3e-5}}
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
-    a.write_text(json.dumps({"config": config, "runs": [_fake_run("ht", 1, 0.44, 12), _fake_run("d1", 1, 0.40, 12)]}))
+    a.write_text(json.dumps({"config": config, "machine": {"cpu": "CPU A"},
+                             "runs": [_fake_run("ht", 1, 0.44, 12), _fake_run("d1", 1, 0.40, 12)]}))
     b.write_text(json.dumps({"config": config, "runs": [_fake_run("ht", 2, 0.50, 24), _fake_run("d1", 2, 0.46, 24)]}))
     bench.main(["--merge", str(a), str(b), "--output_dir", str(tmp_path / "both")])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:3]]
@@ -126,6 +132,7 @@ def test_compare_estimators_merges_runs_made_in_separate_processes(tmp_path, mon
     assert rows[1][:9] == ["2", "d1", "0.430", "0.030", "0.030", "2", "+0.100", "2", "2/2"]
     merged = json.loads((tmp_path / "both" / "estimators.json").read_text())
     assert [(r["estimator"], r["seed"]) for r in merged["runs"]] == [("d1", 1), ("ht", 1), ("d1", 2), ("ht", 2)]
+    assert merged["machines"] == [{"cpu": "CPU A"}, None]  # each file's machine kept (b.json names none)
     assert (tmp_path / "both" / "estimators.png").stat().st_size > 1000
     xs, _, ys = bench.mean_curve([r for r in merged["runs"] if r["estimator"] == "ht"])
     assert xs == [0, 24, 48] and ys == pytest.approx([0.33, 0.4, 0.47])  # the batches both seeds evaluated
@@ -215,3 +222,14 @@ def test_headroom_counts_a_prompt_once_any_of_its_first_k_images_is_correct_and_
     assert table["counting"] == pytest.approx({"accuracy": 2 / 12, "pass@1": 0.0, "pass@2": 1 / 3, "pass@4": 2 / 3})
     assert table["colors"] == {"accuracy": 1.0, "pass@1": 1.0, "pass@2": 1.0, "pass@4": 1.0}
     assert table["overall"] == pytest.approx({"accuracy": 7 / 12, "pass@1": 0.5, "pass@2": 2 / 3, "pass@4": 5 / 6})
+
+
+def test_plot_diagnosis_draws_the_gradient_norm_before_clipping_per_step(monkeypatch):
+    """The panel that shows the long horizon's drift: grad_norm as logged (before clipping), on a log scale."""
+    plot = _load_script("plot_diagnosis", ROOT / "benchmarks" / "plot_diagnosis.py", monkeypatch)
+    log = [{"reward": 0.5, "grad_norm": g} for g in (0.25, 2.5, 25.0)]
+    run_ = {"estimator": "ht", "ablation": "", "seed": 0, "log": log, "composition": [],
+            "curve": [{"rollouts": 0, "overall": 0.39, "tags": {}}]}
+    fig = plot.draw([run_])
+    panel = fig.axes[plot.TITLES.index("gradient norm before clipping (per log step, log scale)")]
+    assert list(panel.lines[0].get_ydata()) == [0.25, 2.5, 25.0] and panel.get_yscale() == "log"
