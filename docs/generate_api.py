@@ -34,6 +34,8 @@ PUBLIC = [
     ("trl_htgrpo.toy", "the shapes world, a plug-in: codec, scenes, prompts (`load_prompts`), its model, backbone and "
      "detector, `recipes.SHAPES_RL`"),
     ("trl_htgrpo.distributed.end_distributed", "end a gloo run cleanly (barrier, destroy, exit)"),
+    ("trl_htgrpo.machine.describe_machine", "what a result ran on (CPU, torch's instruction set, threads, accelerator, "
+     "library versions): the `machine` field of `heldout_before_after.json` and `estimators.json`"),
 ]
 
 METRICS = [
