@@ -48,7 +48,7 @@ def draw(runs):
         ax[4].plot(steps, smooth([h.get("reward", float("nan")) for h in log]), label=name)
         ax[5].plot(steps, smooth([h.get("frac_reward_zero_std", float("nan")) for h in log]), label=name)
         ax[6].plot(steps, smooth([h.get("clip_ratio/region_mean", float("nan")) for h in log]), label=name)
-        # at the recipe it grows about 100-fold over 144 rollout batches while max_grad_norm=0.2 caps the step
+        # at the recipe it grows about 70-fold over 144 rollout batches (docs/benchmarks.md) while max_grad_norm=0.2 caps the step
         ax[7].plot(steps, [h.get("grad_norm", float("nan")) for h in log], label=name)
         comp = r.get("composition", [])
         ax[8].plot(range(1, len(comp) + 1), [c["structure_fraction"] for c in comp], label=name)
