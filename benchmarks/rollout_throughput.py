@@ -54,6 +54,7 @@ from trl_htgrpo.diffusion.published import (
     mmada_t2i_generate,
     native_bias_forward,
 )
+from trl_htgrpo.machine import describe_machine
 
 FAMILIES = ("mmada", "lumina_dimoo")
 WIDTH = {"mmada": MMADA_VOCAB, "lumina_dimoo": LUMINA_DIMOO_VOCAB}
@@ -545,11 +546,12 @@ def main(argv=None):
         raise SystemExit(f"--preset {a.preset} needs a CUDA device; --set device=cpu --set dtype=float32 and smaller "
                          "model sizes run the same path on the CPU")
     meter = Meter(device)
+    # the run's own device and load; the CPU, its instruction set, threads and versions are describe_machine()'s
     results["environment"] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "dtype": preset["dtype"], "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
+    results["machine"] = describe_machine()
     t_all = time.time()
     results["rollout"] = {}
     for family in families:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,8 +31,11 @@ def test_smoke_preset_writes_json_and_plot(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert "ratios ours / published" in proc.stdout
     res = json.loads((tmp_path / "rollout_throughput.json").read_text())
-    assert {"preset", "config", "environment", "estimates", "rollout", "update", "ratios", "targets", "seconds"} <= set(res)
+    assert {"preset", "config", "environment", "estimates", "rollout", "update", "ratios", "targets", "seconds", "machine"} <= set(res)
     assert res["preset"] == "smoke" and res["environment"]["device"] == "cpu"
+    # the machine it ran on, as every results JSON names it (trl_htgrpo.machine)
+    assert res["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert res["machine"]["torch_threads"] >= 1 and "torch" in res["machine"]["libraries"]
     assert set(res["rollout"]) == set(res["ratios"]) == {"mmada", "lumina_dimoo"}
     for family, r in res["rollout"].items():
         assert {"images", "steps", "guidance_scale", "image_tokens", "sequence_length", "ours", "published",
