@@ -224,6 +224,39 @@ def test_headroom_counts_a_prompt_once_any_of_its_first_k_images_is_correct_and_
     assert table["overall"] == pytest.approx({"accuracy": 7 / 12, "pass@1": 0.5, "pass@2": 2 / 3, "pass@4": 5 / 6})
 
 
+def test_failure_modes_tallies_each_images_first_failure_and_the_detections_the_detector_dropped(monkeypatch):
+    """Two counting images (one correct, one with a square missing) and two colors images (a wrong colour, a
+    correct one): per tag half correct; detections 3 + 1 per counting image, 2 of those 4 at or below the
+    threshold 0.6 (0.6 itself is dropped: GenEval keeps score > threshold)."""
+    from trl_htgrpo.rewards import Detection, Verdict
+
+    bench = _load_script("failure_modes", ROOT / "benchmarks" / "failure_modes.py", monkeypatch)
+    box = (0.0, 0.0, 12.0, 12.0)
+    d = lambda s: Detection("square", box, s, "red")  # noqa: E731
+    verdicts = [Verdict(True, 1.0, ""), Verdict(False, 0.75, "expected 2 square, found 1", "missing"),
+                Verdict(False, 0.0, "expected red square, found ['blue']", "color"), Verdict(True, 1.0, "")]
+    dets = [[d(1.0), d(1.0), d(0.6)], [d(0.4)], [d(1.0)], [d(1.0)]]
+    table = bench.failure_table(["counting", "counting", "colors", "colors"], verdicts, dets, threshold=0.6)
+    assert list(table) == ["counting", "colors", "all"]  # GenEval's tag order, then every image
+    assert table["counting"] == pytest.approx({"correct": 0.5, "missing": 0.5, "color": 0.0, "position": 0.0,
+                                               "extra": 0.0, "detections": 2.0, "dropped": 0.5})
+    assert table["colors"]["color"] == 0.5 and table["colors"]["dropped"] == 0.0
+    assert table["all"] == pytest.approx({"correct": 0.5, "missing": 0.25, "color": 0.25, "position": 0.0,
+                                          "extra": 0.0, "detections": 1.5, "dropped": 2 / 6})
+    with pytest.raises(ValueError, match="got 1 tags, 4 verdicts"):
+        bench.failure_table(["counting"], verdicts, dets, threshold=0.6)
+
+
+def test_failure_modes_runs_on_the_base_model_and_writes_its_table(monkeypatch, tmp_path):
+    bench = _load_script("failure_modes", ROOT / "benchmarks" / "failure_modes.py", monkeypatch)
+    out = tmp_path / "failures.json"
+    table = bench.main(["--max_prompts", "6", "--images_per_prompt", "2", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["tags"] == table and saved["threshold"] == 0.6 and saved["model"] == "shapes-mdm"
+    for row in table.values():  # every image is correct or has exactly one first failure
+        assert sum(row[k] for k in bench.KINDS) == pytest.approx(1.0)
+
+
 def test_plot_diagnosis_draws_the_gradient_norm_before_clipping_per_step(monkeypatch):
     """The panel that shows the long horizon's drift: grad_norm as logged (before clipping), on a log scale."""
     plot = _load_script("plot_diagnosis", ROOT / "benchmarks" / "plot_diagnosis.py", monkeypatch)

@@ -148,6 +148,19 @@ def test_exclude_makes_counts_exact():
     assert v.reason == "expected fewer than 3 square"
 
 
+def test_failure_names_the_kind_of_the_first_failing_clause():
+    """missing / color / position / extra, tested in the rules' order; "" when correct."""
+    assert evaluate([det("square"), det("circle", x=24)], TWO_OBJECT).failure == ""
+    assert evaluate([det("square")], TWO_OBJECT).failure == "missing"
+    meta = {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}]}
+    assert evaluate([det("square", color="blue")], meta).failure == "color"
+    assert evaluate([det("circle", x=0), det("square", x=24)], POSITION).failure == "position"
+    three = [det("square"), det("square", x=24), det("square", x=48)]
+    assert evaluate(three, COUNT_TWO).failure == "extra"
+    # a missing circle fails first, so the position clause that refers to it is not what is reported
+    assert evaluate([det("square")], POSITION).failure == "missing"
+
+
 def test_counting_threshold_vs_default_threshold():
     meta = {"tag": "counting", "include": [{"class": "square", "count": 1}], "exclude": [{"class": "square", "count": 2}]}
     weak = det("square", score=0.85)

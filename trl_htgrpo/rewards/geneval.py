@@ -108,7 +108,8 @@ class GenEvalReward:
         c = self._counting_threshold
         return c if c is not None else getattr(self.detector, "counting_threshold", 0.9)
 
-    def _detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+    def detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        """Every detection of each image, kept or not (batched when the detector has ``detect(images)``)."""
         detect = getattr(self.detector, "detect", None)
         out = list(detect(list(images))) if callable(detect) else [list(self.detector(im)) for im in images]
         if len(out) != len(images):
@@ -149,7 +150,7 @@ class GenEvalReward:
         if floor is not None and min(self.threshold, self.counting_threshold) < floor:
             raise ValueError(f"threshold {min(self.threshold, self.counting_threshold)} is below the detector's "
                              f"min_score {floor}: detections in between are already dropped; lower min_score too")
-        detections = self._detect(images)
+        detections = self.detect(images)
         colors_of = self._colors(images, detections, metadata)
         return [evaluate(d, m, self.threshold, self.counting_threshold, MAX_OBJECTS, self.partial_credit, c)
                 for d, m, c in zip(detections, metadata, colors_of)]

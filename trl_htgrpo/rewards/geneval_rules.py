@@ -90,6 +90,13 @@ class Verdict:
     correct: bool  # GenEval's strict correctness
     score: float  # partial credit: "bounded" in [0, 1], "flow_grpo" <= 1 and possibly negative
     reason: str  # first failing clause, "" when correct
+    failure: str = ""  # kind of the first failing clause (one of FAILURES), "" when correct
+
+
+#: kinds of the first failing clause (:attr:`Verdict.failure`), in the order the rules test them:
+#: fewer kept detections of an include clause's class than its count; right count, a wrong colour; right
+#: objects, a wrong relation (or its target clause failed); an exclude clause's class present too often.
+FAILURES: tuple[str, ...] = ("missing", "color", "position", "extra")
 
 
 def relation(box_a: Sequence[float], box_b: Sequence[float]) -> set[str]:
@@ -225,39 +232,40 @@ def _target(groups: Sequence[list[int] | None], j: int) -> list[int] | None:
     return groups[j] if j < len(groups) else None  # a forward reference (invalid metadata) has no target
 
 
-def _strict(im: _Image) -> tuple[bool, str, list[list[int] | None]]:
-    """GenEval's ``evaluate``: correctness, the first failing clause, each include clause's objects (None: failed)."""
-    reasons: list[str] = []
+def _strict(im: _Image) -> tuple[bool, tuple[str, str], list[list[int] | None]]:
+    """GenEval's ``evaluate``: correctness, the first failing clause (its kind and reason), each include clause's
+    objects (None: failed)."""
+    reasons: list[tuple[str, str]] = []  # (kind in FAILURES, GenEval's reason text)
     groups: list[list[int] | None] = []
     for clause in im.metadata["include"]:
         cls, count = clause["class"], int(clause["count"])
         found = im.kept.get(cls, [])[:count]
         ok = len(found) >= count
         if not ok:
-            reasons.append(f"expected {count} {cls}, found {len(found)}")
+            reasons.append(("missing", f"expected {count} {cls}, found {len(found)}"))
         else:
             color = clause.get("color")
             if color is not None:
                 colors = [im.colors[i] for i in found]
                 if colors.count(color) < count:
                     ok = False
-                    reasons.append(f"expected {color} {cls}, found {colors}")
+                    reasons.append(("color", f"expected {color} {cls}, found {colors}"))
             position = clause.get("position")
             if position is not None and ok:
                 rel, j = position[0], int(position[1])
                 targets = _target(groups, j)
                 if targets is None:
                     ok = False
-                    reasons.append(f"no {rel} target (clause {j} failed)")
+                    reasons.append(("position", f"no {rel} target (clause {j} failed)"))
                 elif not im.holds(rel, found, targets):
                     ok = False
-                    reasons.append(f"expected {cls} {rel} target")
+                    reasons.append(("position", f"expected {cls} {rel} target"))
         groups.append(found if ok else None)
     for clause in im.metadata.get("exclude") or []:
         cls, count = clause["class"], int(clause["count"])
         if len(im.kept.get(cls, [])) >= count:
-            reasons.append(f"expected fewer than {count} {cls}")
-    return not reasons, reasons[0] if reasons else "", groups
+            reasons.append(("extra", f"expected fewer than {count} {cls}"))
+    return not reasons, reasons[0] if reasons else ("", ""), groups
 
 
 def bounded_credit(im: _Image, groups: Sequence[list[int] | None]) -> float:
@@ -359,8 +367,8 @@ def evaluate(
         colors=[d.color for d in detections] if colors is None else list(colors),
         metadata=metadata,
     )
-    correct, reason, groups = _strict(im)
-    return Verdict(correct=correct, score=PARTIAL_CREDIT[partial_credit](im, groups), reason=reason)
+    correct, (failure, reason), groups = _strict(im)
+    return Verdict(correct=correct, score=PARTIAL_CREDIT[partial_credit](im, groups), reason=reason, failure=failure)
 
 
 def summarize(tags: Sequence[str], correct: Sequence[bool]) -> dict[str, Any]:

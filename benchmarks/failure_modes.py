@@ -1,0 +1,96 @@
+"""Why images fail GenEval: the kind of each image's first failing clause, per tag, for a model on a prompt split.
+
+The kinds are :data:`~trl_htgrpo.rewards.FAILURES`, in the order GenEval's rules test a clause: ``missing`` (fewer
+kept detections of a class than the prompt asks for: the object is absent, or drawn too badly for the detector to
+keep it), ``color`` (the objects are there, one has the wrong colour), ``position`` (the objects are there, the
+relation is wrong) and ``extra`` (an exclude clause's class is present too often: one object too many when
+counting). Beside them, what the detector saw: detections per image and the fraction it dropped for scoring at or
+below its threshold (for the shapes detector: a component whose best template IoU is 0.6 or less, a shape drawn
+wrong or a stray tile). Run it on the base model and on a trained checkpoint to see which failures training removes
+and which it leaves; images are drawn with the recipe's sampler (guidance 2, T = 12) and the evaluation's seeds.
+
+    python benchmarks/failure_modes.py [--model outputs/htgrpo-shapes] [--split validation] [--images_per_prompt 4]
+        [--output failures.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Sequence
+
+from trl_htgrpo import HTGRPOConfig
+from trl_htgrpo.backbones import backbone_for
+from trl_htgrpo.evaluation import sample_verdicts
+from trl_htgrpo.evaluation.sampling import image_seed
+from trl_htgrpo.rewards import FAILURES, Detection, GenEvalReward, Verdict
+from trl_htgrpo.rewards.geneval_rules import TAGS
+from trl_htgrpo.toy import load_prompts
+from trl_htgrpo.toy.bundled import load_base_model
+from trl_htgrpo.toy.recipes import SHAPES_RL
+from trl_htgrpo.training.setup import sampling_settings
+
+KINDS = ("correct", *FAILURES)
+
+
+def failure_table(tags: Sequence[str], verdicts: Sequence[Verdict], detections: Sequence[Sequence[Detection]],
+                  threshold: float) -> dict[str, dict[str, float]]:
+    """tag (and ``all``, every image) -> the fraction of its images in each of :data:`KINDS`, ``detections`` (mean
+    detections per image) and ``dropped`` (the fraction of them scoring at or below ``threshold``)."""
+    if not len(tags) == len(verdicts) == len(detections):
+        raise ValueError(f"got {len(tags)} tags, {len(verdicts)} verdicts and {len(detections)} detection lists")
+    groups: dict[str, list[int]] = {}
+    for i, tag in enumerate(tags):
+        groups.setdefault(tag, []).append(i)
+    order = [t for t in TAGS if t in groups] + sorted(t for t in groups if t not in TAGS)
+    out = {}
+    for name, idx in [(t, groups[t]) for t in order] + [("all", list(range(len(tags))))]:
+        kinds = ["correct" if verdicts[i].correct else verdicts[i].failure for i in idx]
+        dets = [d for i in idx for d in detections[i]]
+        row = {k: kinds.count(k) / len(idx) for k in KINDS}
+        row["detections"] = len(dets) / len(idx)
+        row["dropped"] = sum(d.score <= threshold for d in dets) / len(dets) if dets else 0.0
+        out[name] = row
+    return out
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    cols = (*KINDS, "detections", "dropped")
+    lines = [f"{'tag':14s} " + " ".join(f"{c:>10s}" for c in cols)]
+    lines += [f"{t:14s} " + " ".join(f"{row[c]:10.2f}" for c in cols) for t, row in table.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="a folder saved by save_pretrained (a training run's output_dir); "
+                   "default: the bundled base model")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--images_per_prompt", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_prompts", type=int, default=None, help="only the split's first N prompts (a quick look)")
+    p.add_argument("--output", default=None, help="write the table as JSON here")
+    a = p.parse_args(argv)
+    model, tokenizer = load_base_model(a.model)
+    backbone = backbone_for(model, tokenizer)
+    model.eval()
+    reward = GenEvalReward(strict=True)
+    reward.bind_backbone(backbone)
+    records = list(load_prompts(a.split))[: a.max_prompts]
+    metas = [r for r in records for _ in range(a.images_per_prompt)]
+    seeds = [image_seed(a.seed, i) for i in range(len(metas))]
+    settings = sampling_settings(HTGRPOConfig(output_dir="unused", **SHAPES_RL), backbone)  # the recipe's sampler
+    images, verdicts = sample_verdicts(model, backbone, metas, 64, seeds, reward, desc=a.model or "base model",
+                                       **settings)
+    detections = reward.detect(images)
+    table = failure_table([m["tag"] for m in metas], verdicts, detections, reward.threshold)
+    print(format_table(table))
+    if a.output:
+        with open(a.output, "w") as f:
+            json.dump({"model": a.model or "shapes-mdm", "split": a.split, "images_per_prompt": a.images_per_prompt,
+                       "seed": a.seed, "threshold": reward.threshold, "tags": table}, f, indent=1)
+    return table
+
+
+if __name__ == "__main__":
+    main()
