@@ -166,10 +166,10 @@ LOGGED = ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "clip
 
 
 def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra, diagnose=False,
-            reward="geneval"):
+            reward="geneval", reward_options=None):
     args = run_config(overrides, seed, rollouts, out_dir, extra)
     curve = _Curve(records, every, ipp, seed, diagnose)
-    trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward)], args=args, train_dataset=load_prompts("train"),
+    trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward, **(reward_options or {}))], args=args, train_dataset=load_prompts("train"),
                             callbacks=[curve])
     curve.trainer = trainer
     composition = _Composition(trainer, BACKGROUND_CODE) if diagnose else None
@@ -276,7 +276,9 @@ def table(runs) -> str:
 
 #: settings that must agree for runs from several files to stand in one table (everything but who ran and where)
 MERGE_MUST_AGREE = ("rollouts", "eval_split", "eval_images_per_prompt", "eval_max_prompts", "model_name_or_path",
-                    "reward", "recipe")
+                    "reward", "reward_options", "recipe")
+#: what a file written before a setting existed ran with
+MERGE_DEFAULTS = {"reward_options": "{}"}
 
 
 def merge(paths, out: Path) -> dict:
@@ -287,9 +289,10 @@ def merge(paths, out: Path) -> dict:
     first = results[0]["config"]
     for p, r in zip(paths[1:], results[1:]):
         for key in MERGE_MUST_AGREE:
-            if r["config"].get(key) != first.get(key):
-                raise SystemExit(f"--merge: {p} has {key}={r['config'].get(key)!r} but {paths[0]} has "
-                                 f"{first.get(key)!r}; merge only runs made with the same recipe and evaluation")
+            theirs, ours = (c.get(key, MERGE_DEFAULTS.get(key)) for c in (r["config"], first))
+            if theirs != ours:
+                raise SystemExit(f"--merge: {p} has {key}={theirs!r} but {paths[0]} has "
+                                 f"{ours!r}; merge only runs made with the same recipe and evaluation")
     runs, seen = [], {}
     for p, r in zip(paths, results):
         for run in r["runs"]:
@@ -327,6 +330,8 @@ def main(argv=None):
                    help='JSON of HTGRPOConfig fields applied to every run, e.g. \'{"beta": 0.04}\' (tuning on validation)')
     p.add_argument("--count_only", action="store_true", help="only count passes per rollout batch at K = 6, beta > 0")
     p.add_argument("--reward", default="geneval", help="training reward by registry name (geneval, geneval_strict, ...)")
+    p.add_argument("--reward_options", default="{}",
+                   help='JSON of the reward\'s options, get_reward(name, **options), e.g. \'{"partial_credit": "flow_grpo"}\'')
     p.add_argument("--diagnose", action="store_true",
                    help="also record, at every evaluation, the fully masked context's entropy and KL to the base model, "
                    "and per rollout batch TRL's logs (reward, zero-variance groups, clip fractions) and the "
@@ -348,6 +353,11 @@ def main(argv=None):
         print_counts(counts)
         return
     extra = json.loads(a.overrides)
+    reward_options = json.loads(a.reward_options)
+    try:  # a reward that cannot be built fails now, not after the base model's evaluation
+        get_reward(a.reward, **reward_options)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--reward {a.reward} --reward_options {a.reward_options}: {e}") from None
     if a.quick:
         a.seeds, a.rollouts, a.eval_every, a.eval_max_prompts = 1, 1, 1, a.eval_max_prompts or 12
         extra = {**extra, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 4,
@@ -373,7 +383,7 @@ def main(argv=None):
         for est, abl, ov in runs_wanted:
             with tempfile.TemporaryDirectory() as d:
                 r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
-                            a.eval_images_per_prompt, d, extra, a.diagnose, a.reward)
+                            a.eval_images_per_prompt, d, extra, a.diagnose, a.reward, reward_options)
             results["runs"].append(r)
             print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
                   f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)

@@ -58,7 +58,8 @@ def test_main_job_smoke_run(tmp_path):
 
 def test_compare_estimators_quick(tmp_path):
     log = run("benchmarks/compare_estimators.py", "--quick", "--runs", "ht,maskgrpo", "--diagnose",
-              "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}')
+              "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}', "--reward_options",
+              '{"partial_credit": "flow_grpo"}')
     res = json.loads((tmp_path / "estimators.json").read_text())
     runs = {r["estimator"] for r in res["runs"]}
     assert runs == {"ht", "maskgrpo"}  # every estimator trains in tests/test_trainer.py; here the benchmark's plumbing
@@ -66,6 +67,7 @@ def test_compare_estimators_quick(tmp_path):
     assert {"masked_entropy", "kl_to_base"} <= set(diag["curve"][-1]) and diag["curve"][0]["kl_to_base"] == 0.0
     assert diag["composition"] and 0.0 <= diag["composition"][0]["background_in_structure"] <= 1.0
     assert diag["log"] and "reward" in diag["log"][0]
+    assert "rewards/geneval_flow_grpo/mean" in diag["log"][0]  # --reward_options built the reward TRL logged
     for r in res["runs"]:
         assert 0.0 <= r["overall"] <= 1.0 and r["rollouts"] == 1 and r["wall_seconds"] > 0
         assert r["old_ref_forwards_per_rollout_batch"] >= 1.0  # K = 3 > 1: old log-probs are needed
@@ -105,6 +107,9 @@ def test_compare_estimators_checks_every_run_before_training(tmp_path, monkeypat
     with pytest.raises(SystemExit, match=r"(?s)run unigrpo rejects --set .*structure_weight=4.0 only acts with credit='two_level'"):
         bench.main(["--set", '{"structure_weight": 4.0}', "--output_dir", str(tmp_path)])
     assert not (tmp_path / "estimators.json").exists()  # nothing trained
+    with pytest.raises(SystemExit, match=r"--reward geneval --reward_options .*partial_credit='fuzzy' is not a known rule"):
+        bench.main(["--reward_options", '{"partial_credit": "fuzzy"}', "--output_dir", str(tmp_path)])
+    assert not (tmp_path / "estimators.json").exists()
 
 
 def _fake_run(estimator, seed, overall, every):
@@ -141,6 +146,13 @@ def test_compare_estimators_merges_runs_made_in_separate_processes(tmp_path, mon
         bench.main(["--merge", str(a), str(c), "--output_dir", str(tmp_path / "no")])
     with pytest.raises(SystemExit, match=r"a\.json both hold ht seed 1; drop one"):
         bench.main(["--merge", str(a), str(a), "--output_dir", str(tmp_path / "no")])
+    # a file from before --reward_options ran with none: it merges with '{}' and not with another reward option
+    d, e = tmp_path / "d.json", tmp_path / "e.json"
+    d.write_text(json.dumps({"config": {**config, "reward_options": "{}"}, "runs": [_fake_run("ht", 3, 0.45, 24)]}))
+    bench.main(["--merge", str(a), str(d), "--output_dir", str(tmp_path / "old_and_new")])
+    e.write_text(json.dumps({"config": {**config, "reward_options": '{"threshold": 0.4}'}, "runs": []}))
+    with pytest.raises(SystemExit, match=r"e\.json has reward_options='\{\"threshold\": 0\.4\}' but .*a\.json has '\{\}'"):
+        bench.main(["--merge", str(a), str(e), "--output_dir", str(tmp_path / "no")])
 
 
 def test_compare_estimators_curve_evaluates_every_n_and_the_last_batch(monkeypatch):
