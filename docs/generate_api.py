@@ -17,7 +17,8 @@ PUBLIC = [
      "`register_backbone`, `BACKBONES`"),
     ("trl_htgrpo.models", "native `LLaDAModelLM` / `MMaDAModelLM` (+ configs, `LLADA_LORA_TARGET_MODULES`), `MAGVITv2`, "
      "`load_vq_decoder`, `find_vq_decoder`, `VQDecoder`"),
-    ("trl_htgrpo.rewards", "`GenEvalReward`, the rule engine (`evaluate`, `summarize`, ...), `DETECTORS` / "
+    ("trl_htgrpo.rewards", "`GenEvalReward`, the rule engine (`evaluate` -> `Verdict`, whose `failure` is one of `FAILURES`, "
+     "`summarize`, ...), `DETECTORS` / "
      "`register_detector`, `REWARDS` / `get_reward` / `register_reward`, `RemoteReward`, the scorers"),
     ("trl_htgrpo.rewards.serve", "`python -m trl_htgrpo.rewards.serve --reward NAME`: any reward over the reward-server "
      "protocol"),
