@@ -4,7 +4,8 @@ The kinds are :data:`~trl_htgrpo.rewards.FAILURES`, in the order GenEval's rules
 kept detections of a class than the prompt asks for: the object is absent, or drawn too badly for the detector to
 keep it), ``color`` (the objects are there, one has the wrong colour), ``position`` (the objects are there, the
 relation is wrong) and ``extra`` (an exclude clause's class is present too often: one object too many when
-counting). Beside them, what the detector saw: detections per image and the fraction it dropped for scoring at or
+counting). Then the fraction correct among the images that have every object (``given_objects``: for color_attr
+the colour binding's accuracy, for position the relation's). Beside them, what the detector saw: detections per image and the fraction it dropped for scoring at or
 below its threshold (for the shapes detector: a component whose best template IoU is 0.6 or less, a shape drawn
 wrong or a stray tile). Run it on the base model and on a trained checkpoint to see which failures training removes
 and which it leaves; images are drawn with the recipe's sampler (guidance 2, T = 12) and the evaluation's seeds.
@@ -35,8 +36,10 @@ KINDS = ("correct", *FAILURES)
 
 def failure_table(tags: Sequence[str], verdicts: Sequence[Verdict], detections: Sequence[Sequence[Detection]],
                   threshold: float) -> dict[str, dict[str, float]]:
-    """tag (and ``all``, every image) -> the fraction of its images in each of :data:`KINDS`, ``detections`` (mean
-    detections per image) and ``dropped`` (the fraction of them scoring at or below ``threshold``)."""
+    """tag (and ``all``, every image) -> the fraction of its images in each of :data:`KINDS`; ``given_objects``, the
+    fraction correct among the images that are not ``missing`` (every object there: does the colour binding, the
+    relation or the count then hold?); ``detections`` (mean detections per image) and ``dropped`` (the fraction of
+    them scoring at or below ``threshold``)."""
     if not len(tags) == len(verdicts) == len(detections):
         raise ValueError(f"got {len(tags)} tags, {len(verdicts)} verdicts and {len(detections)} detection lists")
     groups: dict[str, list[int]] = {}
@@ -48,6 +51,8 @@ def failure_table(tags: Sequence[str], verdicts: Sequence[Verdict], detections: 
         kinds = ["correct" if verdicts[i].correct else verdicts[i].failure for i in idx]
         dets = [d for i in idx for d in detections[i]]
         row = {k: kinds.count(k) / len(idx) for k in KINDS}
+        drawn = len(idx) - kinds.count("missing")  # images with every object the prompt asks for
+        row["given_objects"] = kinds.count("correct") / drawn if drawn else 0.0
         row["detections"] = len(dets) / len(idx)
         row["dropped"] = sum(d.score <= threshold for d in dets) / len(dets) if dets else 0.0
         out[name] = row
@@ -55,9 +60,9 @@ def failure_table(tags: Sequence[str], verdicts: Sequence[Verdict], detections: 
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
-    cols = (*KINDS, "detections", "dropped")
-    lines = [f"{'tag':14s} " + " ".join(f"{c:>10s}" for c in cols)]
-    lines += [f"{t:14s} " + " ".join(f"{row[c]:10.2f}" for c in cols) for t, row in table.items()]
+    cols = (*KINDS, "given_objects", "detections", "dropped")
+    lines = [f"{'tag':14s} " + " ".join(f"{c:>13s}" for c in cols)]
+    lines += [f"{t:14s} " + " ".join(f"{row[c]:13.2f}" for c in cols) for t, row in table.items()]
     return "\n".join(lines)
 
 

@@ -238,7 +238,7 @@ def test_headroom_counts_a_prompt_once_any_of_its_first_k_images_is_correct_and_
 
 def test_failure_modes_tallies_each_images_first_failure_and_the_detections_the_detector_dropped(monkeypatch):
     """Two counting images (one correct, one with a square missing) and two colors images (a wrong colour, a
-    correct one): per tag half correct; detections 3 + 1 per counting image, 2 of those 4 at or below the
+    correct one): per tag half correct, correct among those with every object 1/1 and 1/2; detections 3 + 1 per counting image, 2 of those 4 at or below the
     threshold 0.6 (0.6 itself is dropped: GenEval keeps score > threshold)."""
     from trl_htgrpo.rewards import Detection, Verdict
 
@@ -251,10 +251,12 @@ def test_failure_modes_tallies_each_images_first_failure_and_the_detections_the_
     table = bench.failure_table(["counting", "counting", "colors", "colors"], verdicts, dets, threshold=0.6)
     assert list(table) == ["counting", "colors", "all"]  # GenEval's tag order, then every image
     assert table["counting"] == pytest.approx({"correct": 0.5, "missing": 0.5, "color": 0.0, "position": 0.0,
-                                               "extra": 0.0, "detections": 2.0, "dropped": 0.5})
-    assert table["colors"]["color"] == 0.5 and table["colors"]["dropped"] == 0.0
+                                               "extra": 0.0, "given_objects": 1.0, "detections": 2.0, "dropped": 0.5})
+    # colors: both images have the square, one is the wrong colour: binding right on 1 of 2
+    assert table["colors"]["color"] == 0.5 and table["colors"]["given_objects"] == 0.5
+    assert table["colors"]["dropped"] == 0.0
     assert table["all"] == pytest.approx({"correct": 0.5, "missing": 0.25, "color": 0.25, "position": 0.0,
-                                          "extra": 0.0, "detections": 1.5, "dropped": 2 / 6})
+                                          "extra": 0.0, "given_objects": 2 / 3, "detections": 1.5, "dropped": 2 / 6})
     with pytest.raises(ValueError, match="got 1 tags, 4 verdicts"):
         bench.failure_table(["counting"], verdicts, dets, threshold=0.6)
 
@@ -266,7 +268,7 @@ def test_failure_modes_runs_on_the_base_model_and_writes_its_table(monkeypatch, 
     saved = json.loads(out.read_text())
     assert saved["tags"] == table and saved["threshold"] == 0.6 and saved["model"] == "shapes-mdm"
     for row in table.values():  # every image is correct or has exactly one first failure
-        assert sum(row[k] for k in bench.KINDS) == pytest.approx(1.0)
+        assert sum(row[k] for k in bench.KINDS) == pytest.approx(1.0) and 0.0 <= row["given_objects"] <= 1.0
 
 
 def test_plot_diagnosis_draws_the_gradient_norm_before_clipping_per_step(monkeypatch):
