@@ -24,6 +24,7 @@ from trl_htgrpo import HTGRPOConfig
 from trl_htgrpo.backbones import backbone_for
 from trl_htgrpo.evaluation import sample_verdicts
 from trl_htgrpo.evaluation.sampling import image_seed
+from trl_htgrpo.machine import describe_machine
 from trl_htgrpo.rewards import FAILURES, Detection, GenEvalReward, Verdict
 from trl_htgrpo.rewards.geneval_rules import TAGS
 from trl_htgrpo.toy import load_prompts
@@ -93,7 +94,8 @@ def main(argv=None):
     if a.output:
         with open(a.output, "w") as f:
             json.dump({"model": a.model or "shapes-mdm", "split": a.split, "images_per_prompt": a.images_per_prompt,
-                       "seed": a.seed, "threshold": reward.threshold, "tags": table}, f, indent=1)
+                       "seed": a.seed, "threshold": reward.threshold, "tags": table, "machine": describe_machine()},
+                      f, indent=1)
     return table
 
 

@@ -19,6 +19,7 @@ import json
 from trl_htgrpo.backbones import backbone_for
 from trl_htgrpo.evaluation import sample_verdicts
 from trl_htgrpo.evaluation.sampling import image_seed
+from trl_htgrpo.machine import describe_machine
 from trl_htgrpo.rewards import GenEvalReward
 from trl_htgrpo.rewards.geneval_rules import summarize
 from trl_htgrpo.toy import load_prompts
@@ -60,7 +61,7 @@ def main(argv=None):
     correct = [[bool(v.correct) for v in verdicts[i * k:(i + 1) * k]] for i in range(len(records))]  # (prompts, k)
     ks = [j for j in (1, 2, 4, 8, 16, 32, 64) if j <= k]
     out = {"split": a.split, "images_per_prompt": k, "seed": a.seed,
-           "tags": headroom([r["tag"] for r in records], correct, ks)}
+           "tags": headroom([r["tag"] for r in records], correct, ks), "machine": describe_machine()}
     print(f"{'tag':14s} {'accuracy':>8s} " + " ".join(f"pass@{j:<3d}" for j in ks))
     for tag, fig in out["tags"].items():
         print(f"{tag:14s} {fig['accuracy']:8.3f} " + " ".join(f"{fig[f'pass@{j}']:8.3f}" for j in ks))

@@ -267,6 +267,7 @@ def test_failure_modes_runs_on_the_base_model_and_writes_its_table(monkeypatch, 
     table = bench.main(["--max_prompts", "6", "--images_per_prompt", "2", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["tags"] == table and saved["threshold"] == 0.6 and saved["model"] == "shapes-mdm"
+    assert saved["machine"]["cpu_capability"]  # the CPU it ran on (trl_htgrpo.machine)
     for row in table.values():  # every image is correct or has exactly one first failure
         assert sum(row[k] for k in bench.KINDS) == pytest.approx(1.0) and 0.0 <= row["given_objects"] <= 1.0
 
