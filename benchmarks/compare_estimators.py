@@ -169,8 +169,8 @@ def run_one(model, estimator, ablation, overrides, seed, rollouts, records, ever
             reward="geneval", reward_options=None):
     args = run_config(overrides, seed, rollouts, out_dir, extra)
     curve = _Curve(records, every, ipp, seed, diagnose)
-    trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward, **(reward_options or {}))], args=args, train_dataset=load_prompts("train"),
-                            callbacks=[curve])
+    trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward, **(reward_options or {}))], args=args,
+                            train_dataset=load_prompts("train"), callbacks=[curve])
     curve.trainer = trainer
     composition = _Composition(trainer, BACKGROUND_CODE) if diagnose else None
     t0 = time.time()
