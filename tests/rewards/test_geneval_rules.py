@@ -468,3 +468,19 @@ def test_unknown_partial_credit_lists_the_rules():
     with pytest.raises(ValueError, match=r"partial_credit='strict' is not a known rule"):
         GenEvalReward("shapes", partial_credit="strict")
     assert GenEvalReward("shapes", partial_credit="flow_grpo").__name__ == "geneval_flow_grpo"
+
+
+def test_verdicts_use_the_callers_detections_without_detecting_again():
+    """A detector that sees nothing: detected here, "a red square" is missing; given one kept red square it is
+    correct, and the detector is never called. A detection list per image is required."""
+    from PIL import Image
+
+    calls = []
+    reward = GenEvalReward(lambda im: calls.append(im) or [], strict=True, threshold=0.6, counting_threshold=0.9)
+    red = {"tag": "single_object", "prompt": "a photo of a red square",
+           "include": [{"class": "square", "count": 1, "color": "red"}]}
+    image = Image.new("RGB", (8, 8))
+    assert reward.verdicts([image], [red])[0].failure == "missing" and len(calls) == 1
+    assert reward.verdicts([image], [red], [[det("square", score=0.7)]])[0].correct and len(calls) == 1
+    with pytest.raises(ValueError, match="got 0 detection lists for 1 images"):
+        reward.verdicts([image], [red], [])

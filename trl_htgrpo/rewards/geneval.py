@@ -134,7 +134,10 @@ class GenEvalReward:
             out.append(full)
         return out
 
-    def verdicts(self, images: Sequence[Image.Image], metadata: Sequence[dict[str, Any]]) -> list[Verdict]:
+    def verdicts(self, images: Sequence[Image.Image], metadata: Sequence[dict[str, Any]],
+                 detections: Sequence[Sequence[Detection]] | None = None) -> list[Verdict]:
+        """GenEval's verdict of each image against its metadata record. ``detections``: the images' own
+        (:meth:`detect`), when the caller already has them; None: detect here."""
         if len(images) != len(metadata):
             raise ValueError(f"got {len(images)} images for {len(metadata)} metadata records")
         classes = getattr(self.detector, "classes", None)
@@ -150,7 +153,10 @@ class GenEvalReward:
         if floor is not None and min(self.threshold, self.counting_threshold) < floor:
             raise ValueError(f"threshold {min(self.threshold, self.counting_threshold)} is below the detector's "
                              f"min_score {floor}: detections in between are already dropped; lower min_score too")
-        detections = self.detect(images)
+        if detections is None:
+            detections = self.detect(images)
+        elif len(detections) != len(images):
+            raise ValueError(f"got {len(detections)} detection lists for {len(images)} images")
         colors_of = self._colors(images, detections, metadata)
         return [evaluate(d, m, self.threshold, self.counting_threshold, MAX_OBJECTS, self.partial_credit, c)
                 for d, m, c in zip(detections, metadata, colors_of)]

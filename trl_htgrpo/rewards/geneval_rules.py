@@ -149,7 +149,9 @@ def keep_detections(detections: Sequence[Detection], threshold: float,
     return kept
 
 
-def _threshold(metadata: Mapping[str, Any], threshold: float, counting_threshold: float) -> float:
+def threshold_for(metadata: Mapping[str, Any], threshold: float, counting_threshold: float) -> float:
+    """The score a detection must exceed to be kept for this prompt: ``counting_threshold`` for prompts tagged
+    ``counting``, ``threshold`` for the others (GenEval's 0.9 / 0.3)."""
     return counting_threshold if metadata.get("tag") == "counting" else threshold
 
 
@@ -161,7 +163,7 @@ def colors_needed(detections: Sequence[Detection], metadata: Mapping[str, Any], 
     GenEval classifies exactly these when there are ``count`` of them; "bounded" also reads them when
     there are fewer, "flow_grpo" only when all kept ones are exactly ``count``. Sorted, no repeats.
     """
-    kept = keep_detections(detections, _threshold(metadata, threshold, counting_threshold), max_objects)
+    kept = keep_detections(detections, threshold_for(metadata, threshold, counting_threshold), max_objects)
     need: set[int] = set()
     for clause in metadata["include"]:
         if clause.get("color") is not None:
@@ -362,7 +364,7 @@ def evaluate(
     if colors is not None and len(colors) != len(detections):
         raise ValueError(f"got {len(colors)} colours for {len(detections)} detections")
     im = _Image(
-        kept=keep_detections(detections, _threshold(metadata, threshold, counting_threshold), max_objects),
+        kept=keep_detections(detections, threshold_for(metadata, threshold, counting_threshold), max_objects),
         boxes=[d.box for d in detections],
         colors=[d.color for d in detections] if colors is None else list(colors),
         metadata=metadata,
