@@ -23,17 +23,10 @@ import argparse
 import json
 from typing import Any, Mapping, Sequence
 
-from trl_htgrpo import HTGRPOConfig
-from trl_htgrpo.backbones import backbone_for
-from trl_htgrpo.evaluation import sample_verdicts
-from trl_htgrpo.evaluation.sampling import image_seed
 from trl_htgrpo.machine import describe_machine
-from trl_htgrpo.rewards import FAILURES, Detection, GenEvalReward, Verdict
-from trl_htgrpo.rewards.geneval_rules import TAGS
-from trl_htgrpo.toy import load_prompts
-from trl_htgrpo.toy.bundled import load_base_model
-from trl_htgrpo.toy.recipes import SHAPES_RL
-from trl_htgrpo.training.setup import sampling_settings
+from trl_htgrpo.rewards import FAILURES, Detection, Verdict
+from trl_htgrpo.rewards.geneval_rules import TAGS, keep_detections, threshold_for
+from trl_htgrpo.toy.split_images import sample_split
 
 KINDS = ("correct", *FAILURES)
 #: what a ``missing`` clause's class looks like in the image: not detected at all (another class drawn, or nothing),
@@ -43,11 +36,12 @@ MISSING = ("absent", "malformed", "too_few")
 
 def missing_kind(metadata: Mapping[str, Any], detections: Sequence[Detection], threshold: float) -> str:
     """Which of :data:`MISSING` the first include clause with too few kept detections of its class is."""
+    kept = keep_detections(detections, threshold)  # class -> the detections GenEval keeps
     for clause in metadata["include"]:
         cls, count = clause["class"], int(clause["count"])
-        mine = [d for d in detections if d.cls == cls]
-        if sum(d.score > threshold for d in mine) >= count:
+        if len(kept.get(cls, [])) >= count:
             continue
+        mine = [d for d in detections if d.cls == cls]
         if not mine:
             return "absent"
         return "malformed" if any(d.score <= threshold for d in mine) else "too_few"
@@ -64,7 +58,7 @@ def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict
     threshold, ``counting_threshold`` for counting prompts, as GenEval keeps them)."""
     if not len(metas) == len(verdicts) == len(detections):
         raise ValueError(f"got {len(metas)} records, {len(verdicts)} verdicts and {len(detections)} detection lists")
-    thresholds = [counting_threshold if m.get("tag") == "counting" else threshold for m in metas]
+    thresholds = [threshold_for(m, threshold, counting_threshold) for m in metas]
     kinds = ["correct" if v.correct else v.failure for v in verdicts]
     missing = [missing_kind(m, d, t) if k == "missing" else None
                for m, d, t, k in zip(metas, detections, thresholds, kinds)]
@@ -103,18 +97,10 @@ def main(argv=None):
     p.add_argument("--max_prompts", type=int, default=None, help="only the split's first N prompts (a quick look)")
     p.add_argument("--output", default=None, help="write the table as JSON here")
     a = p.parse_args(argv)
-    model, tokenizer = load_base_model(a.model)
-    backbone = backbone_for(model, tokenizer)
-    model.eval()
-    reward = GenEvalReward(strict=True)
-    reward.bind_backbone(backbone)
-    records = list(load_prompts(a.split))[: a.max_prompts]
-    metas = [r for r in records for _ in range(a.images_per_prompt)]
-    seeds = [image_seed(a.seed, i) for i in range(len(metas))]
-    settings = sampling_settings(HTGRPOConfig(output_dir="unused", **SHAPES_RL), backbone)  # the recipe's sampler
-    images, verdicts = sample_verdicts(model, backbone, metas, 64, seeds, reward, desc=a.model or "base model",
-                                       **settings)
-    detections = reward.detect(images)
+    drawn = sample_split(a.model, a.split, a.images_per_prompt, a.seed, a.max_prompts, desc=a.model or "base model")
+    metas, images, reward = drawn.metas, drawn.images, drawn.reward
+    detections = reward.detect(images)  # every detection, kept or not: the verdicts and the table read them
+    verdicts = reward.verdicts(images, metas, detections)
     table = failure_table(metas, verdicts, detections, reward.threshold, reward.counting_threshold)
     print(format_table(table))
     if a.output:

@@ -16,17 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from trl_htgrpo.backbones import backbone_for
-from trl_htgrpo.evaluation import sample_verdicts
-from trl_htgrpo.evaluation.sampling import image_seed
 from trl_htgrpo.machine import describe_machine
-from trl_htgrpo.rewards import GenEvalReward
 from trl_htgrpo.rewards.geneval_rules import summarize
-from trl_htgrpo.toy import load_prompts
-from trl_htgrpo.toy.bundled import load_base_model
-from trl_htgrpo.toy.recipes import SHAPES_RL
-from trl_htgrpo.training.setup import sampling_settings
-from trl_htgrpo import HTGRPOConfig
+from trl_htgrpo.toy.split_images import sample_split
 
 
 def headroom(tags: list[str], correct: list[list[bool]], ks: list[int]) -> dict[str, dict[str, float]]:
@@ -47,17 +39,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, help="write the figures as JSON here")
     a = p.parse_args(argv)
-    model, tokenizer = load_base_model()
-    backbone = backbone_for(model, tokenizer)
-    model.eval()
-    reward = GenEvalReward(strict=True)
-    reward.bind_backbone(backbone)
-    records = list(load_prompts(a.split))
     k = a.images_per_prompt
-    metas = [r for r in records for _ in range(k)]
-    seeds = [image_seed(a.seed, i) for i in range(len(metas))]
-    settings = sampling_settings(HTGRPOConfig(output_dir="unused", **SHAPES_RL), backbone)  # the recipe's sampler
-    _, verdicts = sample_verdicts(model, backbone, metas, 64, seeds, reward, desc="base model", **settings)
+    drawn = sample_split(None, a.split, k, a.seed, desc="base model")
+    records, verdicts = drawn.records, drawn.reward.verdicts(drawn.images, drawn.metas)
     correct = [[bool(v.correct) for v in verdicts[i * k:(i + 1) * k]] for i in range(len(records))]  # (prompts, k)
     ks = [j for j in (1, 2, 4, 8, 16, 32, 64) if j <= k]
     out = {"split": a.split, "images_per_prompt": k, "seed": a.seed,

@@ -21,7 +21,7 @@ Model code (transformers' Mask2Former, CLIP, BLIP) is imported only when a bench
 from .dpg import DPGItem, DPGQuestion, dpg_summary, format_dpg_summary, read_dpg, read_questions, run_dpg
 from .geneval import format_geneval_summary, geneval_summary, read_metadata, run_geneval
 from .grid import image_grid
-from .in_memory import evaluate_model, evaluate_trainer, sample_verdicts
+from .in_memory import evaluate_model, evaluate_trainer, sample_images, sample_verdicts
 from .loading import LoadedModel, load_for_evaluation, run_manifest
 from .metrics import parse_metrics, score_metrics
 from .outputs import MANIFEST, OutputFolderError
@@ -30,7 +30,7 @@ from .vqa import DEFAULT_VQA_MODEL, BlipVQA
 
 __all__ = [
     "evaluate_model", "evaluate_trainer", "image_grid", "read_metadata", "image_seed", "sampler_settings",
-    "sample_verdicts", "run_geneval", "geneval_summary", "format_geneval_summary", "run_dpg", "read_dpg",
+    "sample_images", "sample_verdicts", "run_geneval", "geneval_summary", "format_geneval_summary", "run_dpg", "read_dpg",
     "read_questions", "dpg_summary", "format_dpg_summary", "DPGItem", "DPGQuestion", "BlipVQA", "DEFAULT_VQA_MODEL",
     "score_metrics", "parse_metrics", "load_for_evaluation", "LoadedModel", "run_manifest", "OutputFolderError",
     "MANIFEST",

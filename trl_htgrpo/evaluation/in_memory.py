@@ -13,17 +13,23 @@ from ..rewards.geneval_rules import summarize
 from .sampling import draw_images, image_seed
 
 
-def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, desc=None, **sampler_kwargs):
-    """Images and GenEval verdicts of one image per metadata record, image i drawn with ``seeds[i]``; a progress
-    bar over the images (with the time left) when ``desc`` is given."""
+def sample_images(model, backbone, prompts, batch_size, seeds, desc=None, **sampler_kwargs) -> list[Image.Image]:
+    """One image per prompt, image i drawn with ``seeds[i]``; a progress bar over the images (with the time left)
+    when ``desc`` is given."""
     from tqdm.auto import tqdm
 
     images: list[Image.Image] = []
-    bar = tqdm(total=len(metas), desc=desc, unit="image", disable=desc is None, leave=False)
-    for _, batch in draw_images(model, backbone, [m["prompt"] for m in metas], seeds, batch_size, **sampler_kwargs):
+    bar = tqdm(total=len(prompts), desc=desc, unit="image", disable=desc is None, leave=False)
+    for _, batch in draw_images(model, backbone, list(prompts), seeds, batch_size, **sampler_kwargs):
         images += batch
         bar.update(len(batch))
     bar.close()
+    return images
+
+
+def sample_verdicts(model, backbone, metas, batch_size, seeds, reward, desc=None, **sampler_kwargs):
+    """Images (:func:`sample_images`, one per metadata record) and their GenEval verdicts."""
+    images = sample_images(model, backbone, [m["prompt"] for m in metas], batch_size, seeds, desc, **sampler_kwargs)
     return images, reward.verdicts(images, metas)
 
 
