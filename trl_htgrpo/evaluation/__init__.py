@@ -5,7 +5,8 @@ the preference rewards as metrics, and the in-memory GenEval of the training job
 module             what
 =================  =================================================================================
 ``sampling``       per-image seeds (:func:`image_seed`), the backbone's sampler settings, batched drawing
-``in_memory``      :func:`evaluate_model`, :func:`evaluate_trainer`: GenEval's rules without files
+``in_memory``      :func:`evaluate_model`, :func:`evaluate_trainer`: GenEval's rules without files;
+                   :func:`sample_images`, :func:`sample_verdicts`: one image per prompt, with verdicts
 ``geneval``        :func:`run_geneval`: GenEval's folder layout, in-process scoring, its summary
 ``dpg``            :func:`run_dpg`: DPG-Bench's 2x2 grids, question dependencies, its scores
 ``vqa``            :class:`BlipVQA`: the VQA model of the in-process DPG-Bench score
@@ -30,8 +31,8 @@ from .vqa import DEFAULT_VQA_MODEL, BlipVQA
 
 __all__ = [
     "evaluate_model", "evaluate_trainer", "image_grid", "read_metadata", "image_seed", "sampler_settings",
-    "sample_images", "sample_verdicts", "run_geneval", "geneval_summary", "format_geneval_summary", "run_dpg", "read_dpg",
-    "read_questions", "dpg_summary", "format_dpg_summary", "DPGItem", "DPGQuestion", "BlipVQA", "DEFAULT_VQA_MODEL",
+    "sample_images", "sample_verdicts", "run_geneval", "geneval_summary", "format_geneval_summary", "run_dpg",
+    "read_dpg", "read_questions", "dpg_summary", "format_dpg_summary", "DPGItem", "DPGQuestion", "BlipVQA", "DEFAULT_VQA_MODEL",
     "score_metrics", "parse_metrics", "load_for_evaluation", "LoadedModel", "run_manifest", "OutputFolderError",
     "MANIFEST",
 ]

@@ -8,7 +8,14 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
+from .. import HTGRPOConfig
+from ..backbones import backbone_for
+from ..evaluation import image_seed, sample_images
 from ..rewards import GenEvalReward
+from ..training.setup import sampling_settings
+from .bundled import load_base_model
+from .prompts import load_prompts
+from .recipes import SHAPES_RL
 
 
 class SplitImages(NamedTuple):
@@ -22,14 +29,6 @@ def sample_split(model: str | None = None, split: str = "validation", images_per
                  max_prompts: int | None = None, desc: str | None = None) -> SplitImages:
     """``images_per_prompt`` images of each of the split's prompts (its first ``max_prompts``; None: all) from
     ``model`` (a folder saved by save_pretrained; None: the bundled base model). ``desc``: a progress bar."""
-    from .. import HTGRPOConfig
-    from ..backbones import backbone_for
-    from ..evaluation import image_seed, sample_images
-    from ..training.setup import sampling_settings
-    from .bundled import load_base_model
-    from .prompts import load_prompts
-    from .recipes import SHAPES_RL
-
     net, tokenizer = load_base_model(model)
     backbone = backbone_for(net, tokenizer)
     reward = GenEvalReward(strict=True)
