@@ -100,22 +100,26 @@ class _Composition:
 
 class _Curve(TrainerCallback):
     """Evaluate the base model (once per seed, shared by all runs) and then every ``every`` rollout
-    batches; keeps (rollouts, train seconds, overall) and, with ``diagnose``, the probe of :func:`probe`."""
+    batches; keeps (rollouts, train seconds, overall, tags), with ``failures`` the failure table of the same
+    images (:func:`~trl_htgrpo.evaluation.failures.failure_table`), and with ``diagnose`` the probe of :func:`probe`."""
 
-    def __init__(self, records, every, images_per_prompt, seed, diagnose=False):
+    def __init__(self, records, every, images_per_prompt, seed, diagnose=False, failures=False):
         self.records, self.every, self.ipp, self.seed = records, every, images_per_prompt, seed
         self.trainer, self.points, self.eval_seconds, self.t0 = None, [], 0.0, None
         self.base_seconds = 0.0  # base-model evaluation, before training starts
-        self.diagnose, self.base_state = diagnose, None
+        self.diagnose, self.base_state, self.failures = diagnose, None, failures
+
+    def _point(self, rollouts, train_seconds, res) -> dict:
+        keep = ("overall", "tags", "failures") if self.failures else ("overall", "tags")
+        return {"rollouts": rollouts, "train_seconds": train_seconds, **{k: res[k] for k in keep}}
 
     def on_train_begin(self, args, state, control, **kw):
-        key = (self.seed, len(self.records), self.ipp)
+        key = (self.seed, len(self.records), self.ipp, self.failures)
         if key not in _BASE:
             t = time.time()
-            _BASE[key] = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
+            _BASE[key] = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed, failures=self.failures)
             self.base_seconds = time.time() - t
-        base = _BASE[key]
-        self.points.append({"rollouts": 0, "train_seconds": 0.0, "overall": base["overall"], "tags": base["tags"]})
+        self.points.append(self._point(0, 0.0, _BASE[key]))
         if self.diagnose:
             self.base_state = {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
             self.points[-1].update(probe(self.trainer, self.records, self.base_state))
@@ -126,10 +130,9 @@ class _Curve(TrainerCallback):
         last = state.global_step == state.max_steps  # the final point, also when every does not divide the budget
         if state.global_step % args.num_iterations == 0 and (rollouts % self.every == 0 or last):
             t = time.time()
-            res = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed)
+            res = evaluate_trainer(self.trainer, self.records, self.ipp, seed=self.seed, failures=self.failures)
             self.eval_seconds += time.time() - t
-            self.points.append({"rollouts": rollouts, "train_seconds": t - self.t0 - (self.eval_seconds - (time.time() - t)),
-                                "overall": res["overall"], "tags": res["tags"]})
+            self.points.append(self._point(rollouts, t - self.t0 - (self.eval_seconds - (time.time() - t)), res))
             if self.diagnose:
                 self.points[-1].update(probe(self.trainer, self.records, self.base_state))
             print(f"[curve] seed {self.seed} rollouts {rollouts}: overall {res['overall']:.3f}", flush=True)
@@ -166,9 +169,9 @@ LOGGED = ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "clip
 
 
 def run_one(model, estimator, ablation, overrides, seed, rollouts, records, every, ipp, out_dir, extra, diagnose=False,
-            reward="geneval", reward_options=None):
+            reward="geneval", reward_options=None, failures=False):
     args = run_config(overrides, seed, rollouts, out_dir, extra)
-    curve = _Curve(records, every, ipp, seed, diagnose)
+    curve = _Curve(records, every, ipp, seed, diagnose, failures)
     trainer = HTGRPOTrainer(model, reward_funcs=[get_reward(reward, **(reward_options or {}))], args=args,
                             train_dataset=load_prompts("train"), callbacks=[curve])
     curve.trainer = trainer
@@ -336,6 +339,10 @@ def main(argv=None):
                    help="also record, at every evaluation, the fully masked context's entropy and KL to the base model, "
                    "and per rollout batch TRL's logs (reward, zero-variance groups, clip fractions) and the "
                    "structure tokens' composition (background share)")
+    p.add_argument("--failures", action="store_true",
+                   help="also record, at every evaluation, why its images fail (benchmarks/failure_modes.py's table: "
+                   "missing objects, absent or malformed, wrong colours and relations per tag); the runs keep no "
+                   "checkpoint to run that benchmark on afterwards")
     p.add_argument("--merge", nargs="+", metavar="ESTIMATORS_JSON", default=None,
                    help="train nothing: merge the runs of these estimators.json files into --output_dir and print "
                    "the table (runs of one recipe made in separate processes)")
@@ -383,7 +390,7 @@ def main(argv=None):
         for est, abl, ov in runs_wanted:
             with tempfile.TemporaryDirectory() as d:
                 r = run_one(a.model_name_or_path, est, abl, ov, seed, a.rollouts, records, a.eval_every,
-                            a.eval_images_per_prompt, d, extra, a.diagnose, a.reward, reward_options)
+                            a.eval_images_per_prompt, d, extra, a.diagnose, a.reward, reward_options, a.failures)
             results["runs"].append(r)
             print(f"seed {seed} {est}{':' + abl if abl else ''}: overall {r['overall']:.3f} "
                   f"({r['wall_seconds']:.0f} s train, old+ref {r['old_ref_forwards_per_rollout_batch']:.2f})", flush=True)

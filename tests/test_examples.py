@@ -57,7 +57,7 @@ def test_main_job_smoke_run(tmp_path):
 
 
 def test_compare_estimators_quick(tmp_path):
-    log = run("benchmarks/compare_estimators.py", "--quick", "--runs", "ht,maskgrpo", "--diagnose",
+    log = run("benchmarks/compare_estimators.py", "--quick", "--runs", "ht,maskgrpo", "--diagnose", "--failures",
               "--output_dir", str(tmp_path), "--set", '{"beta": 0.04}', "--reward_options",
               '{"partial_credit": "flow_grpo"}')
     res = json.loads((tmp_path / "estimators.json").read_text())
@@ -67,6 +67,8 @@ def test_compare_estimators_quick(tmp_path):
     assert {"masked_entropy", "kl_to_base"} <= set(diag["curve"][-1]) and diag["curve"][0]["kl_to_base"] == 0.0
     assert diag["composition"] and 0.0 <= diag["composition"][0]["background_in_structure"] <= 1.0
     assert diag["log"] and "reward" in diag["log"][0]
+    for point in diag["curve"]:  # --failures: why the same images fail; per tag its correct share is the tag's score
+        assert {t: row["correct"] for t, row in point["failures"].items() if t != "all"} == pytest.approx(point["tags"])
     assert "rewards/geneval_flow_grpo/mean" in diag["log"][0]  # --reward_options built the reward TRL logged
     for r in res["runs"]:
         assert 0.0 <= r["overall"] <= 1.0 and r["rollouts"] == 1 and r["wall_seconds"] > 0
@@ -236,55 +238,6 @@ def test_headroom_counts_a_prompt_once_any_of_its_first_k_images_is_correct_and_
     assert table["overall"] == pytest.approx({"accuracy": 7 / 12, "pass@1": 0.5, "pass@2": 2 / 3, "pass@4": 5 / 6})
 
 
-def test_failure_modes_tallies_each_images_first_failure_and_the_detections_the_detector_dropped(monkeypatch):
-    """Two counting images of "two squares" (one correct; one with a square kept and one at 0.6, which the counting
-    threshold 0.9 drops: missing, malformed) and two colors images of "a red square" (a blue one: wrong colour; a
-    red one: correct). Per tag half correct; correct among those with every object 1/1 and 1/2; detections 3 + 1
-    per counting image, 2 of those 4 at or below 0.9 (the counting threshold: 0.9 itself is dropped, GenEval keeps
-    score > threshold); the colors images' 1.0 detections are kept at 0.6."""
-    from trl_htgrpo.rewards import Detection, Verdict
-
-    bench = _load_script("failure_modes", ROOT / "benchmarks" / "failure_modes.py", monkeypatch)
-    box = (0.0, 0.0, 12.0, 12.0)
-    d = lambda s, color="red": Detection("square", box, s, color)  # noqa: E731
-    count2 = {"tag": "counting", "include": [{"class": "square", "count": 2}], "exclude": [{"class": "square", "count": 3}]}
-    red = {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}]}
-    verdicts = [Verdict(True, 1.0, ""), Verdict(False, 0.75, "expected 2 square, found 1", "missing"),
-                Verdict(False, 0.0, "expected red square, found ['blue']", "color"), Verdict(True, 1.0, "")]
-    dets = [[d(1.0), d(1.0), d(0.9)], [d(1.0), d(0.6)], [d(1.0, "blue")], [d(1.0)]]
-    table = bench.failure_table([count2, count2, red, red], verdicts, dets, threshold=0.6, counting_threshold=0.9)
-    assert list(table) == ["counting", "colors", "all"]  # GenEval's tag order, then every image
-    assert table["counting"] == pytest.approx({
-        "correct": 0.5, "missing": 0.5, "color": 0.0, "position": 0.0, "extra": 0.0, "missing_absent": 0.0,
-        "missing_malformed": 0.5, "missing_too_few": 0.0, "given_objects": 1.0, "detections": 2.5, "dropped": 0.4})
-    # colors: both images have the square, one is the wrong colour: binding right on 1 of 2
-    assert table["colors"]["color"] == 0.5 and table["colors"]["given_objects"] == 0.5
-    assert table["colors"]["dropped"] == 0.0
-    assert table["all"] == pytest.approx({
-        "correct": 0.5, "missing": 0.25, "color": 0.25, "position": 0.0, "extra": 0.0, "missing_absent": 0.0,
-        "missing_malformed": 0.25, "missing_too_few": 0.0, "given_objects": 2 / 3, "detections": 7 / 4,
-        "dropped": 2 / 7})
-    with pytest.raises(ValueError, match="got 1 records, 4 verdicts"):
-        bench.failure_table([count2], verdicts, dets, threshold=0.6, counting_threshold=0.9)
-
-
-def test_failure_modes_says_what_a_missing_class_looks_like(monkeypatch):
-    """The first include clause short of kept detections decides: no detection of its class (absent), one at or
-    below the threshold (malformed), or only kept ones, too few (too_few)."""
-    from trl_htgrpo.rewards import Detection
-
-    bench = _load_script("failure_modes", ROOT / "benchmarks" / "failure_modes.py", monkeypatch)
-    box = (0.0, 0.0, 12.0, 12.0)
-    two = {"tag": "two_object", "include": [{"class": "circle", "count": 1}, {"class": "square", "count": 1}]}
-    cross, circle = Detection("cross", box, 1.0), Detection("circle", box, 1.0)
-    assert bench.missing_kind(two, [cross, Detection("square", box, 1.0)], 0.6) == "absent"  # a cross for the circle
-    assert bench.missing_kind(two, [circle, Detection("square", box, 0.5)], 0.6) == "malformed"
-    three = {"tag": "counting", "include": [{"class": "circle", "count": 3}]}
-    assert bench.missing_kind(three, [circle, circle], 0.9) == "too_few"
-    with pytest.raises(ValueError, match="is not 'missing'"):
-        bench.missing_kind(two, [circle, Detection("square", box, 1.0)], 0.6)
-
-
 def test_failure_modes_runs_on_the_base_model_and_writes_its_table(monkeypatch, tmp_path):
     bench = _load_script("failure_modes", ROOT / "benchmarks" / "failure_modes.py", monkeypatch)
     out = tmp_path / "failures.json"
@@ -292,8 +245,10 @@ def test_failure_modes_runs_on_the_base_model_and_writes_its_table(monkeypatch, 
     saved = json.loads(out.read_text())
     assert saved["tags"] == table and saved["threshold"] == 0.6 and saved["model"] == "shapes-mdm"
     assert saved["machine"]["cpu_capability"]  # the CPU it ran on (trl_htgrpo.machine)
+    from trl_htgrpo.evaluation.failures import KINDS
+
     for row in table.values():  # every image is correct or has exactly one first failure
-        assert sum(row[k] for k in bench.KINDS) == pytest.approx(1.0) and 0.0 <= row["given_objects"] <= 1.0
+        assert sum(row[k] for k in KINDS) == pytest.approx(1.0) and 0.0 <= row["given_objects"] <= 1.0
 
 
 def test_plot_diagnosis_draws_the_gradient_norm_before_clipping_per_step(monkeypatch):

@@ -119,3 +119,38 @@ def test_evaluate_trainer_shows_its_bar_and_matches_evaluate_model(real_models, 
     assert "evaluation before training" in capsys.readouterr().err
     assert out == evaluate_model(loaded.model, loaded.backbone, records, 2, seed=3, **settings)
     assert out["tags"] == {"colors": 0.0, "single_object": 1.0, "two_object": 0.0} and out["num_images"] == 6
+
+
+def test_evaluate_trainer_tells_why_its_images_fail_detecting_each_image_once(real_models, metadata_file):
+    """failures=True: the same summary, and the failure table of the same images. Every image shows one person at
+    0.9: "a person" is correct, "a person and a dog" misses the dog (absent: no dog detected at all), "a red person"
+    has the person but not the colour (the test detector names none); one detection per image, none dropped. The
+    detector runs once per image (6), not once for the verdicts and again for the table."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from trl_htgrpo.evaluation import evaluate_trainer, load_for_evaluation, read_metadata, sampler_settings
+    from trl_htgrpo.rewards import Detection, register_detector
+
+    calls = []
+    register_detector("test-persons-counted",
+                      lambda: (lambda image: calls.append(image) or [Detection("person", (0, 0, 8, 8), 0.9)]))
+    loaded = load_for_evaluation(real_models["lumina"], image_size=32, device="cpu")
+    loaded.backbone.detector = "test-persons-counted"
+    settings = sampler_settings(loaded.backbone, steps=2)
+    trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), args=SimpleNamespace(ds3_gather_for_generation=True),
+                              model=loaded.model, model_wrapped=loaded.model, backbone=loaded.backbone, sampling=settings)
+    records = read_metadata(str(metadata_file))
+    plain = evaluate_trainer(trainer, records, 2, seed=3)
+    calls.clear()
+    out = evaluate_trainer(trainer, records, 2, seed=3, failures=True)
+    assert len(calls) == 6
+    table = out.pop("failures")
+    assert out == plain
+    assert list(table) == ["single_object", "two_object", "colors", "all"]
+    assert table["single_object"]["correct"] == 1.0
+    assert table["two_object"]["missing"] == table["two_object"]["missing_absent"] == 1.0
+    assert table["colors"]["color"] == 1.0 and table["colors"]["given_objects"] == 0.0
+    assert table["all"]["correct"] == pytest.approx(1 / 3) and table["all"]["given_objects"] == pytest.approx(1 / 2)
+    assert table["all"]["detections"] == 1.0 and table["all"]["dropped"] == 0.0

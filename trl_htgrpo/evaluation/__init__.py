@@ -7,6 +7,7 @@ module             what
 ``sampling``       per-image seeds (:func:`image_seed`), the backbone's sampler settings, batched drawing
 ``in_memory``      :func:`evaluate_model`, :func:`evaluate_trainer`: GenEval's rules without files;
                    :func:`sample_images`, :func:`sample_verdicts`: one image per prompt, with verdicts
+``failures``       :func:`failure_table`: each image's first failing clause per tag, what the detector saw
 ``geneval``        :func:`run_geneval`: GenEval's folder layout, in-process scoring, its summary
 ``dpg``            :func:`run_dpg`: DPG-Bench's 2x2 grids, question dependencies, its scores
 ``vqa``            :class:`BlipVQA`: the VQA model of the in-process DPG-Bench score
@@ -20,6 +21,7 @@ Model code (transformers' Mask2Former, CLIP, BLIP) is imported only when a bench
 """
 
 from .dpg import DPGItem, DPGQuestion, dpg_summary, format_dpg_summary, read_dpg, read_questions, run_dpg
+from .failures import failure_table, format_failure_table
 from .geneval import format_geneval_summary, geneval_summary, read_metadata, run_geneval
 from .grid import image_grid
 from .in_memory import evaluate_model, evaluate_trainer, sample_images, sample_verdicts
@@ -34,5 +36,5 @@ __all__ = [
     "sample_images", "sample_verdicts", "run_geneval", "geneval_summary", "format_geneval_summary", "run_dpg",
     "read_dpg", "read_questions", "dpg_summary", "format_dpg_summary", "DPGItem", "DPGQuestion", "BlipVQA", "DEFAULT_VQA_MODEL",
     "score_metrics", "parse_metrics", "load_for_evaluation", "LoadedModel", "run_manifest", "OutputFolderError",
-    "MANIFEST",
+    "MANIFEST", "failure_table", "format_failure_table",
 ]

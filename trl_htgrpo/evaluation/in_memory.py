@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..rewards import GenEvalReward
 from ..rewards.geneval_rules import summarize
+from .failures import failure_table
 from .sampling import draw_images, image_seed
 
 
@@ -69,11 +70,13 @@ def evaluate_model(
 
 @torch.no_grad()
 def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prompt: int = 2, seed: int = 0,
-                     batch_size: int = 64, desc: str | None = None) -> dict[str, Any]:
+                     batch_size: int = 64, desc: str | None = None, failures: bool = False) -> dict[str, Any]:
     """:func:`evaluate_model` for the model inside a running trainer: every process samples its shard
     of the records (inside TRL's ``unwrap_model_for_generation``, so ZeRO-3 weights are gathered),
     and the verdicts are gathered, so all processes return the same summary. ``desc``: a progress bar with the
-    time left on the main process.
+    time left on the main process. ``failures``: also ``"failures"``, the
+    :func:`~trl_htgrpo.evaluation.failures.failure_table` of the same images (each image detected once, its
+    detections gathered with its verdict).
 
     Every process makes the same sampler calls: shards are padded to equal length (the padding is
     sampled and dropped). Under ZeRO-3 each forward is a collective (parameter fetches, and DeepSpeed's
@@ -93,10 +96,15 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
     reward.bind_backbone(trainer.backbone)
     gather = args.ds3_gather_for_generation or trainer.model_wrapped is trainer.model  # no engine yet
     with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=gather) as model:
-        _, verdicts = sample_verdicts(model, trainer.backbone, padded, batch_size, seeds, reward,
-                                      desc=desc if acc.is_main_process else None, **trainer.sampling)
-    verdicts = verdicts[: len(shard)]
-    rows = gather_object([(m["tag"], v.correct) for m, v in zip(shard, verdicts)])
-    out = summarize([t for t, _ in rows], [c for _, c in rows])
-    out["num_images"] = len(rows)
+        images = sample_images(model, trainer.backbone, [m["prompt"] for m in padded], batch_size, seeds,
+                               desc=desc if acc.is_main_process else None, **trainer.sampling)
+    images = images[: len(shard)]
+    detections = reward.detect(images) if failures else None  # detected once: the verdicts and the table read them
+    verdicts = reward.verdicts(images, shard, detections)
+    every_meta, every_verdict = gather_object(shard), gather_object(verdicts)  # all processes', in process order
+    out = summarize([m["tag"] for m in every_meta], [v.correct for v in every_verdict])
+    out["num_images"] = len(every_verdict)
+    if failures:
+        out["failures"] = failure_table(every_meta, every_verdict, gather_object(detections), reward.threshold,
+                                        reward.counting_threshold)
     return out
