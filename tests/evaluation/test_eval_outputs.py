@@ -97,22 +97,31 @@ def test_docstring_examples(module):
     assert tried > 0 and failed == 0
 
 
-def test_evaluate_trainer_shows_its_bar_and_matches_evaluate_model(real_models, metadata_file, capsys):
-    """The training job's evaluation before / after training, with a one-process accelerator standing in for the
-    trainer's: its bar is shown (desc=) and its summary is evaluate_model's."""
+def _trainer_stand_in(real_models, detector):
+    """The tiny Lumina-DiMOO loaded for evaluation with `detector`, and a stand-in for the trainer that
+    evaluate_trainer reads: a one-process CPU accelerator, the model and backbone, the recipe's sampler."""
     from types import SimpleNamespace
 
     from accelerate import Accelerator
 
-    from trl_htgrpo.evaluation import evaluate_model, evaluate_trainer, load_for_evaluation, read_metadata, sampler_settings
-    from trl_htgrpo.rewards import Detection, register_detector
+    from trl_htgrpo.evaluation import load_for_evaluation, sampler_settings
 
-    register_detector("test-persons", lambda: (lambda image: [Detection("person", (0, 0, 8, 8), 0.9)]))
     loaded = load_for_evaluation(real_models["lumina"], image_size=32, device="cpu")
-    loaded.backbone.detector = "test-persons"
+    loaded.backbone.detector = detector
     settings = sampler_settings(loaded.backbone, steps=2)
     trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), args=SimpleNamespace(ds3_gather_for_generation=True),
                               model=loaded.model, model_wrapped=loaded.model, backbone=loaded.backbone, sampling=settings)
+    return trainer, loaded, settings
+
+
+def test_evaluate_trainer_shows_its_bar_and_matches_evaluate_model(real_models, metadata_file, capsys):
+    """The training job's evaluation before / after training, with a one-process accelerator standing in for the
+    trainer's: its bar is shown (desc=) and its summary is evaluate_model's."""
+    from trl_htgrpo.evaluation import evaluate_model, evaluate_trainer, read_metadata
+    from trl_htgrpo.rewards import Detection, register_detector
+
+    register_detector("test-persons", lambda: (lambda image: [Detection("person", (0, 0, 8, 8), 0.9)]))
+    trainer, loaded, settings = _trainer_stand_in(real_models, "test-persons")
     records = read_metadata(str(metadata_file))
     capsys.readouterr()
     out = evaluate_trainer(trainer, records, 2, seed=3, desc="evaluation before training")
@@ -126,21 +135,13 @@ def test_evaluate_trainer_tells_why_its_images_fail_detecting_each_image_once(re
     0.9: "a person" is correct, "a person and a dog" misses the dog (absent: no dog detected at all), "a red person"
     has the person but not the colour (the test detector names none); one detection per image, none dropped. The
     detector runs once per image (6), not once for the verdicts and again for the table."""
-    from types import SimpleNamespace
-
-    from accelerate import Accelerator
-
-    from trl_htgrpo.evaluation import evaluate_trainer, load_for_evaluation, read_metadata, sampler_settings
+    from trl_htgrpo.evaluation import evaluate_trainer, read_metadata
     from trl_htgrpo.rewards import Detection, register_detector
 
     calls = []
     register_detector("test-persons-counted",
                       lambda: (lambda image: calls.append(image) or [Detection("person", (0, 0, 8, 8), 0.9)]))
-    loaded = load_for_evaluation(real_models["lumina"], image_size=32, device="cpu")
-    loaded.backbone.detector = "test-persons-counted"
-    settings = sampler_settings(loaded.backbone, steps=2)
-    trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), args=SimpleNamespace(ds3_gather_for_generation=True),
-                              model=loaded.model, model_wrapped=loaded.model, backbone=loaded.backbone, sampling=settings)
+    trainer, _, _ = _trainer_stand_in(real_models, "test-persons-counted")
     records = read_metadata(str(metadata_file))
     plain = evaluate_trainer(trainer, records, 2, seed=3)
     calls.clear()
