@@ -3,7 +3,8 @@
 The table is :func:`trl_htgrpo.evaluation.failures.failure_table`: per tag the fraction of images correct or failing
 first on ``missing`` (split into ``absent``, ``malformed``, ``too_few``), ``color``, ``position`` or ``extra``; the
 fraction correct among the images that have every object (``given_objects``: for color_attr the colour binding's
-accuracy, for position the relation's); and what the detector saw: detections per image and the fraction the rules
+accuracy, for position the relation's) and, beside it, ``given_objects_swapped``, the same images judged against
+the opposite relation or the colours exchanged (equal rates: the model ignores the relation or binding); and what the detector saw: detections per image and the fraction the rules
 drop (for the shapes detector a component whose best template IoU is at most 0.6, 0.9 for counting: a shape drawn
 wrong, or a stray tile). Run it on the base model and on a trained checkpoint to see which failures training removes
 and which it leaves; images are drawn with the recipe's sampler (guidance 2, T = 12) and the evaluation's image
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from trl_htgrpo.evaluation.failures import failure_table, format_failure_table
+from trl_htgrpo.evaluation.failures import failure_table, format_failure_table, swapped_verdicts
 from trl_htgrpo.machine import describe_machine
 from trl_htgrpo.toy.split_images import sample_split
 
@@ -38,7 +39,8 @@ def main(argv=None):
     metas, images, reward = drawn.metas, drawn.images, drawn.reward
     detections = reward.detect(images)  # every detection, kept or not: the verdicts and the table read them
     verdicts = reward.verdicts(images, metas, detections)
-    table = failure_table(metas, verdicts, detections, reward.threshold, reward.counting_threshold)
+    swapped = swapped_verdicts(reward, images, metas, detections)  # the opposite relation, the colours exchanged
+    table = failure_table(metas, verdicts, detections, reward.threshold, reward.counting_threshold, swapped)
     print(format_failure_table(table))
     if a.output:
         with open(a.output, "w") as f:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
-from trl_htgrpo.evaluation.failures import failure_table, missing_kind
+from trl_htgrpo.evaluation.failures import failure_table, missing_kind, swapped_record, swapped_verdicts
 from trl_htgrpo.rewards import Detection, Verdict
 
 
@@ -49,3 +50,56 @@ def test_says_what_a_missing_class_looks_like():
     assert missing_kind(three, [circle, circle], 0.9) == "too_few"
     with pytest.raises(ValueError, match="is not 'missing'"):
         missing_kind(two, [circle, Detection("square", box, 1.0)], 0.6)
+
+
+def test_swapped_record_asks_the_opposite_relation_or_the_exchanged_colours():
+    """position: "left of" becomes "right of" (and above <-> below); color_attr: the two colours change clauses;
+    a record with neither (a single colour, or all one colour) has no swapped record. Classes and counts stay."""
+    pos = {"tag": "position", "prompt": "a square left of a circle", "include": [
+        {"class": "circle", "count": 1}, {"class": "square", "count": 1, "position": ["left of", 0]}]}
+    got = swapped_record(pos)
+    assert got["include"] == [{"class": "circle", "count": 1}, {"class": "square", "count": 1, "position": ["right of", 0]}]
+    assert pos["include"][1]["position"] == ["left of", 0]  # the record itself is untouched
+    above = {**pos, "include": [pos["include"][0], {"class": "square", "count": 1, "position": ["above", 0]}]}
+    assert swapped_record(above)["include"][1]["position"] == ["below", 0]
+    attr = {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                             {"class": "circle", "count": 1, "color": "blue"}]}
+    assert [c["color"] for c in swapped_record(attr)["include"]] == ["blue", "red"]
+    same = {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                             {"class": "circle", "count": 1, "color": "red"}]}
+    assert swapped_record(same) is None
+    assert swapped_record({"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}]}) is None
+
+
+def test_swapped_verdicts_show_whether_the_images_follow_the_relation():
+    """Three position images of "a square left of a circle", each with both objects: the square left of the circle
+    (correct; wrong under "right of"), right of it (wrong; correct swapped) and on top of it (wrong both ways).
+    given_objects 1/3 and given_objects_swapped 1/3: these images follow the word no more than its opposite. A
+    fourth image with no square is missing: not counted in either. The swapped verdicts come from the rules on the
+    same detections (a GenEvalReward with a detector that is never called)."""
+    from trl_htgrpo.rewards import GenEvalReward
+
+    class NoDetector:  # the detections are given; detecting again would be a bug
+        threshold, counting_threshold = 0.6, 0.9
+
+        def __call__(self, image):
+            raise AssertionError("swapped_verdicts detected again")
+
+    pos = {"tag": "position", "prompt": "a square left of a circle", "include": [
+        {"class": "circle", "count": 1}, {"class": "square", "count": 1, "position": ["left of", 0]}]}
+    circle = Detection("circle", (24.0, 0.0, 36.0, 12.0), 1.0, "red")
+    sq = lambda x: Detection("square", (x, 0.0, x + 12.0, 12.0), 1.0, "red")  # noqa: E731
+    dets = [[circle, sq(0.0)], [circle, sq(48.0)], [circle, sq(24.0)], [circle]]
+    reward = GenEvalReward(strict=True, detector=NoDetector())
+    images = [Image.new("RGB", (48, 48))] * 4
+    verdicts = reward.verdicts(images, [pos] * 4, dets)
+    assert [v.correct for v in verdicts] == [True, False, False, False]
+    swapped = swapped_verdicts(reward, images, [pos] * 4, dets)
+    assert [v.correct for v in swapped] == [False, True, False, False]
+    row = failure_table([pos] * 4, verdicts, dets, 0.6, 0.9, swapped)["position"]
+    assert row["given_objects"] == row["given_objects_asked"] == pytest.approx(1 / 3)
+    assert row["given_objects_swapped"] == pytest.approx(1 / 3) and row["drawn_swappable"] == 3
+    # without the swapped verdicts the table has no such columns; a list of the wrong length is refused
+    assert "given_objects_swapped" not in failure_table([pos] * 4, verdicts, dets, 0.6, 0.9)["position"]
+    with pytest.raises(ValueError, match="got 1 swapped verdicts for 4 records"):
+        failure_table([pos] * 4, verdicts, dets, 0.6, 0.9, swapped[:1])

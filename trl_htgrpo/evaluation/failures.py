@@ -6,11 +6,19 @@ kept detections of a class than the prompt asks for), ``color`` (the objects are
 often: one object too many when counting). A ``missing`` image is split further by what its first short class
 looks like (:data:`MISSING`). ``benchmarks/failure_modes.py`` prints the table for a saved model;
 :func:`~trl_htgrpo.evaluation.evaluate_trainer` returns it with ``failures=True`` (the benchmark's curves).
+
+Does a model that draws both objects follow the relation word, or the colour binding, at all? :func:`swapped_record`
+asks the opposite question of the same image: the opposite relation ("left of" -> "right of"), or the colours of
+the include clauses exchanged. The swap leaves the classes and counts as they are, so the same images have every
+object. A model that ignores the word is right as often under the swapped record as under its own
+(``given_objects_swapped`` = ``given_objects``); one that follows it, more often under its own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+
+from PIL import Image
 
 from ..rewards import FAILURES, Detection, Verdict
 from ..rewards.geneval_rules import TAGS, keep_detections, threshold_for
@@ -19,6 +27,47 @@ KINDS = ("correct", *FAILURES)
 #: what a ``missing`` clause's class looks like in the image: not detected at all (another class drawn, or nothing),
 #: detected only at or below the threshold (drawn too badly to keep), or kept fewer times than the count asks
 MISSING = ("absent", "malformed", "too_few")
+#: each GenEval relation and the one that holds when the two objects change places
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def swapped_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record asking the opposite of ``metadata``'s relation or colour binding; None when it asks neither.
+
+    A clause with a ``position`` gets :data:`OPPOSITE` relation; include clauses with colours (at least two, not
+    all one colour) get them rotated by one (two clauses: exchanged). Classes and counts stay.
+
+    >>> swapped_record({"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+    ...                 {"class": "circle", "count": 1, "color": "blue"}]})["include"]
+    [{'class': 'square', 'count': 1, 'color': 'blue'}, {'class': 'circle', 'count': 1, 'color': 'red'}]
+    """
+    include = [dict(c) for c in metadata["include"]]
+    positioned = [c for c in include if c.get("position") is not None]
+    for c in positioned:
+        rel, j = c["position"]
+        c["position"] = [OPPOSITE[rel], j]
+    coloured = [c for c in include if c.get("color") is not None]
+    colours = [c["color"] for c in coloured]
+    rotate = len(coloured) >= 2 and len(set(colours)) > 1
+    if rotate:
+        for c, color in zip(coloured, colours[-1:] + colours[:-1]):
+            c["color"] = color
+    if not positioned and not rotate:
+        return None
+    return {**metadata, "include": include, "prompt": f"(swapped) {metadata.get('prompt', '')}"}
+
+
+def swapped_verdicts(reward, images: Sequence[Image.Image], metas: Sequence[Mapping[str, Any]],
+                     detections: Sequence[Sequence[Detection]]) -> list[Verdict | None]:
+    """``reward``'s (a :class:`~trl_htgrpo.rewards.GenEvalReward`) verdict of each image against its
+    :func:`swapped_record` (None where the record asks neither a relation nor a binding), from the same detections."""
+    swapped = [swapped_record(m) for m in metas]
+    idx = [i for i, m in enumerate(swapped) if m is not None]
+    got = reward.verdicts([images[i] for i in idx], [swapped[i] for i in idx], [detections[i] for i in idx])
+    out: list[Verdict | None] = [None] * len(metas)
+    for i, v in zip(idx, got):
+        out[i] = v
+    return out
 
 
 def missing_kind(metadata: Mapping[str, Any], detections: Sequence[Detection], threshold: float) -> str:
@@ -37,14 +86,21 @@ def missing_kind(metadata: Mapping[str, Any], detections: Sequence[Detection], t
 
 def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict],
                   detections: Sequence[Sequence[Detection]], threshold: float,
-                  counting_threshold: float) -> dict[str, dict[str, float]]:
+                  counting_threshold: float,
+                  swapped: Sequence[Verdict | None] | None = None) -> dict[str, dict[str, float]]:
     """tag (and ``all``, every image) -> the fraction of its images in each of :data:`KINDS`, ``missing`` split by
     :data:`MISSING` (``missing_absent`` ...); ``given_objects``, the fraction correct among the images that are not
     ``missing`` (every object there: does the colour binding, the relation or the count then hold?); ``detections``
     (mean detections per image) and ``dropped`` (the fraction of them the rules drop: score at or below the
-    threshold, ``counting_threshold`` for counting prompts, as GenEval keeps them)."""
+    threshold, ``counting_threshold`` for counting prompts, as GenEval keeps them).
+
+    ``swapped``: each image's verdict against its :func:`swapped_record` (:func:`swapped_verdicts`); then rows
+    with such images also have ``given_objects_swapped``, the fraction of their images with every object that are
+    correct under the swapped record, beside ``given_objects`` over the same images."""
     if not len(metas) == len(verdicts) == len(detections):
         raise ValueError(f"got {len(metas)} records, {len(verdicts)} verdicts and {len(detections)} detection lists")
+    if swapped is not None and len(swapped) != len(metas):
+        raise ValueError(f"got {len(swapped)} swapped verdicts for {len(metas)} records")
     thresholds = [threshold_for(m, threshold, counting_threshold) for m in metas]
     kinds = ["correct" if v.correct else v.failure for v in verdicts]
     missing = [missing_kind(m, d, t) if k == "missing" else None
@@ -60,6 +116,11 @@ def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict
         row |= {f"missing_{k}": sum(missing[i] == k for i in idx) / len(idx) for k in MISSING}
         drawn = len(idx) - mine.count("missing")  # images with every object the prompt asks for
         row["given_objects"] = mine.count("correct") / drawn if drawn else 0.0
+        asked = [i for i in idx if swapped is not None and swapped[i] is not None and kinds[i] != "missing"]
+        if asked:  # the same images under their own and under the swapped record
+            row["given_objects_asked"] = sum(kinds[i] == "correct" for i in asked) / len(asked)
+            row["given_objects_swapped"] = sum(swapped[i].correct for i in asked) / len(asked)
+            row["drawn_swappable"] = float(len(asked))
         dets = [(d, thresholds[i]) for i in idx for d in detections[i]]
         row["detections"] = len(dets) / len(idx)
         row["dropped"] = sum(d.score <= t for d, t in dets) / len(dets) if dets else 0.0
@@ -70,6 +131,8 @@ def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict
 def format_failure_table(table: dict[str, dict[str, float]]) -> str:
     """:func:`failure_table` as text: one row per tag, one column per figure."""
     cols = (*KINDS, *(f"missing_{k}" for k in MISSING), "given_objects", "detections", "dropped")
+    if any("given_objects_swapped" in row for row in table.values()):
+        cols += ("given_objects_swapped",)
     lines = [f"{'tag':14s} " + " ".join(f"{c:>17s}" for c in cols)]
-    lines += [f"{t:14s} " + " ".join(f"{row[c]:17.2f}" for c in cols) for t, row in table.items()]
+    lines += [f"{t:14s} " + " ".join(f"{row.get(c, float('nan')):17.2f}" for c in cols) for t, row in table.items()]
     return "\n".join(lines)

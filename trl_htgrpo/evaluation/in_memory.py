@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..rewards import GenEvalReward
 from ..rewards.geneval_rules import summarize
-from .failures import failure_table
+from .failures import failure_table, swapped_verdicts
 from .sampling import draw_images, image_seed
 
 
@@ -76,7 +76,7 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
     and the verdicts are gathered, so all processes return the same summary. ``desc``: a progress bar with the
     time left on the main process. ``failures``: also ``"failures"``, the
     :func:`~trl_htgrpo.evaluation.failures.failure_table` of the same images (each image detected once, its
-    detections gathered with its verdict).
+    detections gathered with its verdict), with each image's verdict against its swapped record.
 
     Every process makes the same sampler calls: shards are padded to equal length (the padding is
     sampled and dropped). Under ZeRO-3 each forward is a collective (parameter fetches, and DeepSpeed's
@@ -105,6 +105,7 @@ def evaluate_trainer(trainer, records: Sequence[dict[str, Any]], images_per_prom
     out = summarize([m["tag"] for m in every_meta], [v.correct for v in every_verdict])
     out["num_images"] = len(every_verdict)
     if failures:
+        swapped = gather_object(swapped_verdicts(reward, images, shard, detections))
         out["failures"] = failure_table(every_meta, every_verdict, gather_object(detections), reward.threshold,
-                                        reward.counting_threshold)
+                                        reward.counting_threshold, swapped)
     return out
