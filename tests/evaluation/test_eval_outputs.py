@@ -155,3 +155,20 @@ def test_evaluate_trainer_tells_why_its_images_fail_detecting_each_image_once(re
     assert table["colors"]["color"] == 1.0 and table["colors"]["given_objects"] == 0.0
     assert table["all"]["correct"] == pytest.approx(1 / 3) and table["all"]["given_objects"] == pytest.approx(1 / 2)
     assert table["all"]["detections"] == 1.0 and table["all"]["dropped"] == 0.0
+
+
+def test_evaluate_trainer_judges_relations_against_their_swapped_records(real_models):
+    """failures=True also judges each relation image against the opposite relation: every image shows a person and a
+    dog to its right, so "a dog right of a person" is correct (given_objects 1) and "a dog left of a person", its
+    swapped record, wrong (given_objects_swapped 0), on both images."""
+    from trl_htgrpo.evaluation import evaluate_trainer
+    from trl_htgrpo.rewards import Detection, register_detector
+
+    register_detector("test-person-dog", lambda: (lambda image: [Detection("person", (0, 0, 8, 8), 0.9),
+                                                                 Detection("dog", (16, 0, 24, 8), 0.9)]))
+    trainer, _, _ = _trainer_stand_in(real_models, "test-person-dog")
+    record = {"tag": "position", "prompt": "a photo of a dog right of a person", "include": [
+        {"class": "person", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}]}
+    row = evaluate_trainer(trainer, [record], 2, seed=3, failures=True)["failures"]["position"]
+    assert row["given_objects"] == row["given_objects_asked"] == 1.0
+    assert row["given_objects_swapped"] == 0.0 and row["drawn_swappable"] == 2

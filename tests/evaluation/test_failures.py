@@ -72,11 +72,11 @@ def test_swapped_record_asks_the_opposite_relation_or_the_exchanged_colours():
 
 
 def test_swapped_verdicts_show_whether_the_images_follow_the_relation():
-    """Three position images of "a square left of a circle", each with both objects: the square left of the circle
-    (correct; wrong under "right of"), right of it (wrong; correct swapped) and on top of it (wrong both ways).
-    given_objects 1/3 and given_objects_swapped 1/3: these images follow the word no more than its opposite. A
-    fourth image with no square is missing: not counted in either. The swapped verdicts come from the rules on the
-    same detections (a GenEvalReward with a detector that is never called)."""
+    """Four position images of "a square left of a circle", each with both objects: the square left of the circle
+    (correct; wrong under "right of"), twice right of it (wrong; correct swapped) and on top of it (wrong both
+    ways). given_objects 1/4 against given_objects_swapped 2/4: these images follow the opposite word more often
+    than the word. A fifth image with no square is missing: counted in neither. The swapped verdicts come from the
+    rules on the same detections (a GenEvalReward with a detector that is never called)."""
     from trl_htgrpo.rewards import GenEvalReward
 
     class NoDetector:  # the detections are given; detecting again would be a bug
@@ -89,17 +89,17 @@ def test_swapped_verdicts_show_whether_the_images_follow_the_relation():
         {"class": "circle", "count": 1}, {"class": "square", "count": 1, "position": ["left of", 0]}]}
     circle = Detection("circle", (24.0, 0.0, 36.0, 12.0), 1.0, "red")
     sq = lambda x: Detection("square", (x, 0.0, x + 12.0, 12.0), 1.0, "red")  # noqa: E731
-    dets = [[circle, sq(0.0)], [circle, sq(48.0)], [circle, sq(24.0)], [circle]]
+    dets = [[circle, sq(0.0)], [circle, sq(48.0)], [circle, sq(48.0)], [circle, sq(24.0)], [circle]]
     reward = GenEvalReward(strict=True, detector=NoDetector())
-    images = [Image.new("RGB", (48, 48))] * 4
-    verdicts = reward.verdicts(images, [pos] * 4, dets)
-    assert [v.correct for v in verdicts] == [True, False, False, False]
-    swapped = swapped_verdicts(reward, images, [pos] * 4, dets)
-    assert [v.correct for v in swapped] == [False, True, False, False]
-    row = failure_table([pos] * 4, verdicts, dets, 0.6, 0.9, swapped)["position"]
-    assert row["given_objects"] == row["given_objects_asked"] == pytest.approx(1 / 3)
-    assert row["given_objects_swapped"] == pytest.approx(1 / 3) and row["drawn_swappable"] == 3
+    images, metas = [Image.new("RGB", (48, 48))] * 5, [pos] * 5
+    verdicts = reward.verdicts(images, metas, dets)
+    assert [v.correct for v in verdicts] == [True, False, False, False, False]
+    swapped = swapped_verdicts(reward, images, metas, dets)
+    assert [v.correct for v in swapped] == [False, True, True, False, False]
+    row = failure_table(metas, verdicts, dets, 0.6, 0.9, swapped)["position"]
+    assert row["given_objects"] == row["given_objects_asked"] == 0.25
+    assert row["given_objects_swapped"] == 0.5 and row["drawn_swappable"] == 4
     # without the swapped verdicts the table has no such columns; a list of the wrong length is refused
-    assert "given_objects_swapped" not in failure_table([pos] * 4, verdicts, dets, 0.6, 0.9)["position"]
-    with pytest.raises(ValueError, match="got 1 swapped verdicts for 4 records"):
-        failure_table([pos] * 4, verdicts, dets, 0.6, 0.9, swapped[:1])
+    assert "given_objects_swapped" not in failure_table(metas, verdicts, dets, 0.6, 0.9)["position"]
+    with pytest.raises(ValueError, match="got 1 swapped verdicts for 5 records"):
+        failure_table(metas, verdicts, dets, 0.6, 0.9, swapped[:1])
