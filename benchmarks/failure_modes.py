@@ -4,12 +4,13 @@ The table is :func:`trl_htgrpo.evaluation.failures.failure_table`: per tag the f
 first on ``missing`` (split into ``absent``, ``malformed``, ``too_few``), ``color``, ``position`` or ``extra``; the
 fraction correct among the images that have every object (``given_objects``: for color_attr the colour binding's
 accuracy, for position the relation's) and, beside it, ``given_objects_swapped``, the same images judged against
-the opposite relation or the colours exchanged (equal rates: the model ignores the relation or binding); and what the detector saw: detections per image and the fraction the rules
-drop (for the shapes detector a component whose best template IoU is at most 0.6, 0.9 for counting: a shape drawn
-wrong, or a stray tile). Run it on the base model and on a trained checkpoint to see which failures training removes
-and which it leaves; images are drawn with the recipe's sampler (guidance 2, T = 12) and the evaluation's image
-seeds (2 per prompt on the held-out split: the main job's own evaluation images). ``compare_estimators.py
---failures`` records the same table at every point of its curves.
+the opposite relation or the colours exchanged (equal rates: the model ignores the relation or binding); and what
+the detector saw: detections per image and the fraction the rules drop (for the shapes detector a component whose
+best template IoU is at most 0.6, 0.9 for counting: a shape drawn wrong, or a stray tile). Run it on the base model
+and on a trained checkpoint to see which failures training removes and which it leaves; images are drawn with the
+recipe's sampler (guidance 2, T = 12) and the evaluation's image seeds (2 per prompt on the held-out split: the main
+job's own evaluation images). ``compare_estimators.py --failures`` records the same table at every point of its
+curves.
 
     python benchmarks/failure_modes.py [--model outputs/htgrpo-shapes] [--split validation] [--images_per_prompt 4]
         [--max_prompts N] [--output failures.json]

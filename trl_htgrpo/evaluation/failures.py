@@ -11,7 +11,7 @@ Does a model that draws both objects follow the relation word, or the colour bin
 asks the opposite question of the same image: the opposite relation ("left of" -> "right of"), or the colours of
 the include clauses exchanged. The swap leaves the classes and counts as they are, so the same images have every
 object. A model that ignores the word is right as often under the swapped record as under its own
-(``given_objects_swapped`` = ``given_objects``); one that follows it, more often under its own.
+(``given_objects_swapped`` = ``given_objects_asked``); one that follows it, more often under its own.
 """
 
 from __future__ import annotations
@@ -96,13 +96,15 @@ def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict
 
     ``swapped``: each image's verdict against its :func:`swapped_record` (:func:`swapped_verdicts`); then rows
     with such images also have ``given_objects_swapped``, the fraction of their images with every object that are
-    correct under the swapped record, beside ``given_objects`` over the same images."""
+    correct under the swapped record, ``given_objects_asked``, the same images' fraction under their own record
+    (below ``given_objects``' images where some records have no swap), and ``drawn_swappable``, how many images."""
     if not len(metas) == len(verdicts) == len(detections):
         raise ValueError(f"got {len(metas)} records, {len(verdicts)} verdicts and {len(detections)} detection lists")
     if swapped is not None and len(swapped) != len(metas):
         raise ValueError(f"got {len(swapped)} swapped verdicts for {len(metas)} records")
     thresholds = [threshold_for(m, threshold, counting_threshold) for m in metas]
     kinds = ["correct" if v.correct else v.failure for v in verdicts]
+    swappable = [k != "missing" and swapped is not None and swapped[i] is not None for i, k in enumerate(kinds)]
     missing = [missing_kind(m, d, t) if k == "missing" else None
                for m, d, t, k in zip(metas, detections, thresholds, kinds)]
     groups: dict[str, list[int]] = {}
@@ -116,7 +118,7 @@ def failure_table(metas: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict
         row |= {f"missing_{k}": sum(missing[i] == k for i in idx) / len(idx) for k in MISSING}
         drawn = len(idx) - mine.count("missing")  # images with every object the prompt asks for
         row["given_objects"] = mine.count("correct") / drawn if drawn else 0.0
-        asked = [i for i in idx if swapped is not None and swapped[i] is not None and kinds[i] != "missing"]
+        asked = [i for i in idx if swappable[i]]  # every object there, and a swapped verdict
         if asked:  # the same images under their own and under the swapped record
             row["given_objects_asked"] = sum(kinds[i] == "correct" for i in asked) / len(asked)
             row["given_objects_swapped"] = sum(swapped[i].correct for i in asked) / len(asked)
