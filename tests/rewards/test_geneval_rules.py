@@ -461,9 +461,42 @@ def test_flow_grpo_bounds_on_random_detections():
     assert seen_negative
 
 
+def test_contrastive_credit_pays_for_the_relation_word_not_for_a_layout():
+    """"a square left of a circle": bounded credits 1 (square left), 0.5 (right, or one above the other), 0.5 (only
+    the circle); against the swapped record ("right of") 0.5, 1, 0.5, 0.5. Contrastive = 2 b(asked) - b(swapped)."""
+    def score(dets):
+        return evaluate(dets, POSITION, partial_credit="contrastive").score
+
+    assert score([det("square", x=0), det("circle", x=36)]) == pytest.approx(1.5)  # 1 + (1 - 0.5)
+    assert score([det("square", x=36), det("circle", x=0)]) == pytest.approx(0.0)  # 0.5 + (0.5 - 1)
+    assert score([det("square", y=0), det("circle", y=36)]) == pytest.approx(0.5)  # neither relation
+    assert score([det("circle", x=36)]) == pytest.approx(0.5)  # the square missing: no relation either way
+    assert score([]) == 0.0
+    # strict correctness does not depend on the mode
+    assert evaluate([det("square", x=36), det("circle", x=0)], POSITION, partial_credit="contrastive").correct is False
+
+
+def test_contrastive_credit_pays_for_the_binding_and_leaves_other_tags_bounded():
+    """"a red square and a blue circle": exchanged colours earn 0 asked and 1 swapped; one colour for both 0.5 and
+    0.5; the record's own colours 1 and 0. A record without a relation or two colours scores its bounded credit."""
+    attr = {"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+                                            {"class": "circle", "count": 1, "color": "blue"}]}
+
+    def score(sq, ci, meta=attr):
+        return evaluate([det("square", color=sq), det("circle", x=36, color=ci)], meta,
+                        partial_credit="contrastive").score
+
+    assert score("red", "blue") == pytest.approx(2.0)
+    assert score("blue", "red") == pytest.approx(-1.0)
+    assert score("red", "red") == pytest.approx(0.5)  # 0.5 + (0.5 - 0.5)
+    for meta in (TWO_OBJECT, {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "blue"}]}):
+        assert score("red", "blue", meta) == evaluate([det("square", color="red"), det("circle", x=36, color="blue")],
+                                                      meta).score
+
+
 def test_unknown_partial_credit_lists_the_rules():
-    assert sorted(PARTIAL_CREDIT) == ["bounded", "flow_grpo"]
-    with pytest.raises(ValueError, match=r"partial_credit='flow' is not a known rule; choose one of \['bounded', 'flow_grpo'\]"):
+    assert sorted(PARTIAL_CREDIT) == ["bounded", "contrastive", "flow_grpo"]
+    with pytest.raises(ValueError, match=r"partial_credit='flow' is not a known rule; choose one of \['bounded', 'contrastive', 'flow_grpo'\]"):
         evaluate([], TWO_OBJECT, partial_credit="flow")
     with pytest.raises(ValueError, match=r"partial_credit='strict' is not a known rule"):
         GenEvalReward("shapes", partial_credit="strict")

@@ -21,40 +21,15 @@ from typing import Any, Mapping, Sequence
 from PIL import Image
 
 from ..rewards import FAILURES, Detection, Verdict
-from ..rewards.geneval_rules import TAGS, keep_detections, threshold_for
+from ..rewards.geneval_rules import OPPOSITE, TAGS, keep_detections, swapped_record, threshold_for
+
+__all__ = ["KINDS", "MISSING", "OPPOSITE", "swapped_record", "swapped_verdicts", "missing_kind", "failure_table",
+           "format_failure_table"]
 
 KINDS = ("correct", *FAILURES)
 #: what a ``missing`` clause's class looks like in the image: not detected at all (another class drawn, or nothing),
 #: detected only at or below the threshold (drawn too badly to keep), or kept fewer times than the count asks
 MISSING = ("absent", "malformed", "too_few")
-#: each GenEval relation and the one that holds when the two objects change places
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
-
-def swapped_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record asking the opposite of ``metadata``'s relation or colour binding; None when it asks neither.
-
-    A clause with a ``position`` gets :data:`OPPOSITE` relation; include clauses with colours (at least two, not
-    all one colour) get them rotated by one (two clauses: exchanged). Classes and counts stay.
-
-    >>> swapped_record({"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
-    ...                 {"class": "circle", "count": 1, "color": "blue"}]})["include"]
-    [{'class': 'square', 'count': 1, 'color': 'blue'}, {'class': 'circle', 'count': 1, 'color': 'red'}]
-    """
-    include = [dict(c) for c in metadata["include"]]
-    positioned = [c for c in include if c.get("position") is not None]
-    for c in positioned:
-        rel, j = c["position"]
-        c["position"] = [OPPOSITE[rel], j]
-    coloured = [c for c in include if c.get("color") is not None]
-    colours = [c["color"] for c in coloured]
-    rotate = len(coloured) >= 2 and len(set(colours)) > 1
-    if rotate:
-        for c, color in zip(coloured, colours[-1:] + colours[:-1]):
-            c["color"] = color
-    if not positioned and not rotate:
-        return None
-    return {**metadata, "include": include, "prompt": f"(swapped) {metadata.get('prompt', '')}"}
 
 
 def swapped_verdicts(reward, images: Sequence[Image.Image], metas: Sequence[Mapping[str, Any]],

@@ -43,8 +43,9 @@ class GenEvalReward:
             None: the detector's own (``detector.threshold`` / ``detector.counting_threshold``; GenEval's 0.3 / 0.9
             for Mask2Former confidences; the shapes detector scores template IoU and keeps 0.6 / 0.9).
         partial_credit: the dense score (:data:`~trl_htgrpo.rewards.geneval_rules.PARTIAL_CREDIT`): "bounded" (ours,
-            in [0, 1], 1 exactly when strictly correct) or "flow_grpo" (Flow-GRPO's reward-server score: counts against
-            all kept detections, negative with far too many, excludes ignored).
+            in [0, 1], 1 exactly when strictly correct), "flow_grpo" (Flow-GRPO's reward-server score: counts against
+            all kept detections, negative with far too many, excludes ignored) or "contrastive" (ours: bounded plus its
+            margin over the opposite relation or exchanged colours, in [-1, 2]; rewards following the word).
         detector_options: keyword arguments for a detector built by name (e.g. ``{"model_id": ..., "dtype": "bfloat16"}``).
 
     Detection runs batched when the detector has ``detect(images)``; colours are classified on demand, all images

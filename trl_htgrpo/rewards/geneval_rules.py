@@ -37,6 +37,9 @@ Partial credit (:data:`PARTIAL_CREDIT`, the dense reward RL trains on), one of:
     then, only if it has not failed, a position term: 0 if the target clause failed, else 0 when
     some pair lacks the relation and then, in every case, a 1 (the server appends 1.0 after its pair
     loop, so a wrong position adds the two terms 0 and 1). Excludes are ignored.
+``"contrastive"`` (ours): ``"bounded"`` plus how much more the image earns under its own record than under the
+    record asking the opposite relation or the exchanged colours (:func:`swapped_record`); rewards following the
+    relation word and the binding, not a habit (:func:`contrastive_credit`). Range [-1, 2].
 """
 
 from __future__ import annotations
@@ -270,6 +273,37 @@ def _strict(im: _Image) -> tuple[bool, tuple[str, str], list[list[int] | None]]:
     return not reasons, reasons[0] if reasons else ("", ""), groups
 
 
+#: each GenEval relation and the one that holds when the two objects change places
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def swapped_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record asking the opposite of ``metadata``'s relation or colour binding; None when it asks neither.
+
+    A clause with a ``position`` gets :data:`OPPOSITE` relation; include clauses with colours (at least two, not
+    all one colour) get them rotated by one (two clauses: exchanged). Classes and counts stay.
+
+    >>> swapped_record({"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"},
+    ...                 {"class": "circle", "count": 1, "color": "blue"}]})["include"]
+    [{'class': 'square', 'count': 1, 'color': 'blue'}, {'class': 'circle', 'count': 1, 'color': 'red'}]
+    """
+    include = [dict(c) for c in metadata["include"]]
+    positioned = [c for c in include if c.get("position") is not None]
+    for c in positioned:
+        rel, j = c["position"]
+        c["position"] = [OPPOSITE[rel], j]
+    coloured = [c for c in include if c.get("color") is not None]
+    colours = [c["color"] for c in coloured]
+    rotate = len(coloured) >= 2 and len(set(colours)) > 1
+    if rotate:
+        for c, color in zip(coloured, colours[-1:] + colours[:-1]):
+            c["color"] = color
+    if not positioned and not rotate:
+        return None
+    return {**metadata, "include": include, "prompt": f"(swapped) {metadata.get('prompt', '')}"}
+
+
+
 def bounded_credit(im: _Image, groups: Sequence[list[int] | None]) -> float:
     """Ours: the mean of per-clause credits in [0, 1] (module docstring); ``groups`` from the strict rules."""
     credits = []
@@ -323,10 +357,30 @@ def flow_grpo_score(im: _Image, groups: Sequence[list[int] | None]) -> float:
     return sum(terms) / len(terms) if terms else 0.0
 
 
+def contrastive_credit(im: _Image, groups: Sequence[list[int] | None]) -> float:
+    """``"contrastive"``: the bounded credit, plus how much more the image earns under its own record than under
+    its :func:`swapped_record` (the opposite relation, or the colours exchanged):
+
+        score = b(asked) + (b(asked) - b(swapped)),    b = :func:`bounded_credit`
+
+    Records asking neither a relation nor a binding score ``b(asked)``. A layout or colour habit that ignores the
+    word earns as much under the swapped record as under its own, so the term rewards only following the word:
+    for "a circle left of a square" with both drawn, circle left 1 + 0.5 = 1.5, right 0.5 - 0.5 = 0, neither (e.g.
+    one above the other) 0.5; with only one drawn 0.5. Range [-1, 2].
+    """
+    asked = bounded_credit(im, groups)
+    swapped = swapped_record(im.metadata)
+    if swapped is None:
+        return asked
+    other = _Image(kept=im.kept, boxes=im.boxes, colors=im.colors, metadata=swapped)
+    return asked + (asked - bounded_credit(other, _strict(other)[2]))
+
+
 #: partial-credit rule name -> score(image, strict include groups)
 PARTIAL_CREDIT: dict[str, Callable[[_Image, Sequence[list[int] | None]], float]] = {
     "bounded": bounded_credit,
     "flow_grpo": flow_grpo_score,
+    "contrastive": contrastive_credit,
 }
 
 
@@ -335,8 +389,9 @@ def check_partial_credit(name: str) -> None:
     if name not in PARTIAL_CREDIT:
         raise ValueError(
             f"partial_credit={name!r} is not a known rule; choose one of {sorted(PARTIAL_CREDIT)}: 'bounded' "
-            "(ours: clause credits in [0, 1], 1 exactly when GenEval says correct) or 'flow_grpo' (Flow-GRPO's "
-            "reward-server score: counts against all kept detections, can be negative, ignores excludes)"
+            "(ours: clause credits in [0, 1], 1 exactly when GenEval says correct), 'flow_grpo' (Flow-GRPO's "
+            "reward-server score: counts against all kept detections, can be negative, ignores excludes) or "
+            "'contrastive' (ours: bounded, plus its margin over the swapped relation or colours; in [-1, 2])"
         )
 
 
