@@ -44,7 +44,7 @@ Partial credit (:data:`PARTIAL_CREDIT`, the dense reward RL trains on), one of:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -303,7 +303,6 @@ def swapped_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**metadata, "include": include, "prompt": f"(swapped) {metadata.get('prompt', '')}"}
 
 
-
 def bounded_credit(im: _Image, groups: Sequence[list[int] | None]) -> float:
     """Ours: the mean of per-clause credits in [0, 1] (module docstring); ``groups`` from the strict rules."""
     credits = []
@@ -372,7 +371,7 @@ def contrastive_credit(im: _Image, groups: Sequence[list[int] | None]) -> float:
     swapped = swapped_record(im.metadata)
     if swapped is None:
         return asked
-    other = _Image(kept=im.kept, boxes=im.boxes, colors=im.colors, metadata=swapped)
+    other = replace(im, metadata=swapped)  # same tag, so the same kept detections; same clauses asking a colour
     return asked + (asked - bounded_credit(other, _strict(other)[2]))
 
 
